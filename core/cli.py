@@ -1,0 +1,178 @@
+"""The `histo` command. Exit codes: 0 success, 1 run failed, 2 invalid recipe or usage, 3 internal error.
+
+User errors print one message per problem and no traceback; `HISTO_DEBUG=1` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import HistoError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _report_plugin_failures() -> None:
+    from .manager import get_plugins
+
+    for failure in get_plugins().failures:
+        err.print(f"[yellow]warning:[/] {failure}", markup=True, highlight=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe
+    from .run import run_recipe
+
+    _report_plugin_failures()
+    loaded = load_recipe(args.recipe, args.set)
+    result = run_recipe(loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
+    for stage in result.summary["stages"]:
+        line = f"{stage['id']:<16} {stage['status']:<8}"
+        if "seconds" in stage:
+            line += f" {stage['seconds']:>8.1f}s"
+        if stage.get("failures"):
+            line += f"  {stage['failures']} skipped (see failures.jsonl)"
+        if stage.get("error"):
+            line += f"  {stage['error']}"
+        out.print(line, highlight=False, markup=False)
+    out.print(f"run directory: {result.run_dir}", highlight=False, markup=False)
+    if not result.ok:
+        return EXIT_FAILED
+    if loaded.recipe.strict and result.failures:
+        err.print(
+            f"strict: {result.failures} item(s) were skipped; see the failures.jsonl files", markup=False
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe
+
+    _report_plugin_failures()
+    loaded = load_recipe(args.recipe, args.set)
+    out.print(
+        f"{args.recipe}: valid ({len(loaded.stages)} stages: {', '.join(s.id for s in loaded.stages)})",
+        markup=False,
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .manager import get_plugins
+
+    plugins = get_plugins()
+    rows = [
+        {
+            "kind": e.kind,
+            "name": e.name,
+            "package": e.package,
+            "version": e.version,
+            "plugin": e.plugin,
+            "description": e.spec.description,
+        }
+        for e in plugins.entries()
+    ]
+    failures = [
+        {"plugin": f.plugin, "package": f.package, "phase": f.phase, "message": f.message}
+        for f in plugins.failures
+    ]
+    if args.json:
+        print(json.dumps({"components": rows, "failures": failures}, indent=2))
+        return EXIT_OK
+    table = Table("kind", "name", "package", "version", "description", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(row["kind"], row["name"], row["package"], row["version"], row["description"])
+    out.print(table)
+    for failure in plugins.failures:
+        err.print(f"warning: {failure}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import recipe_schema
+
+    text = json.dumps(recipe_schema(), indent=2)
+    if args.output:
+        from .io import write_text_atomic
+
+        write_text_atomic(args.output, text + "\n")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="histo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"histo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def recipe_command(
+        name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("recipe", type=Path, help="recipe YAML file")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override a recipe value, e.g. --set stages.extract.params.batch_size=64",
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    run = recipe_command("run", "run a recipe's stages into a run directory", cmd_run)
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
+    run.add_argument("--quiet", action="store_true", help="log to the run directory only")
+    recipe_command("validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate)
+
+    plugins = sub.add_parser("plugins", help="list installed components by kind")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of recipes for the installed plugins")
+    schema.add_argument("--output", "-o", type=Path, help="write to a file instead of stdout")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except HistoError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted: rerun the same command to finish only what is missing", markup=False)
+        return 130
+    except Exception as exc:
+        if os.environ.get("HISTO_DEBUG"):
+            raise
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "this is a bug in histo or a plugin; rerun with HISTO_DEBUG=1 for the traceback",
+            markup=False,
+            highlight=False,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

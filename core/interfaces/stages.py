@@ -1,0 +1,32 @@
+"""A stage: one step of a recipe. It reads earlier stages' folders and writes its own."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from ..run.context import StageContext
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class Stage(ABC, Generic[C]):
+    """Constructed by its spec's factory with the validated config; run once per (cache) miss.
+
+    Bump `version` when the stage's outputs change meaning, so finished runs are not reused.
+    Raise `histo.errors.HistoError` for problems the user must fix; call `ctx.record_failure` for
+    items that can be skipped while the rest goes on.
+    """
+
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: C) -> None:
+        self.config = config
+
+    @abstractmethod
+    def run(self, ctx: StageContext) -> None: ...
+
+
+__all__ = ["Stage", "StageContext"]

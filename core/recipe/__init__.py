@@ -1,0 +1,39 @@
+"""Recipes: YAML files validated in two phases (recipe shape, then each component's own config)."""
+
+from .loader import load_recipe, parse_overrides
+from .model import Recipe, StageEntry
+from .refs import (
+    ComponentRef,
+    DistillerRef,
+    FeatureExtractorRef,
+    FusionStrategyRef,
+    GradientCoordinatorRef,
+    InputPath,
+    OmicsEncoderRef,
+    SlideEncoderRef,
+    SlideReaderRef,
+    StageRef,
+    TaskRef,
+    TissueSegmenterRef,
+    TokenAggregatorRef,
+)
+
+__all__ = [
+    "ComponentRef",
+    "DistillerRef",
+    "FeatureExtractorRef",
+    "FusionStrategyRef",
+    "GradientCoordinatorRef",
+    "InputPath",
+    "OmicsEncoderRef",
+    "Recipe",
+    "SlideEncoderRef",
+    "SlideReaderRef",
+    "StageEntry",
+    "StageRef",
+    "TaskRef",
+    "TissueSegmenterRef",
+    "TokenAggregatorRef",
+    "load_recipe",
+    "parse_overrides",
+]

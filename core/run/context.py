@@ -1,0 +1,67 @@
+"""What a stage sees while it runs: its directory, upstream outputs, logging, failures and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageContext:
+    stage_id: str
+    run_dir: Path
+    out_dir: Path  # this stage's own folder: write outputs here (atomically, see histo.io)
+    seed: int
+    device: str  # "cpu" or "cuda", resolved from the recipe's `device`
+    strict: bool
+    log: logging.Logger
+    upstream: dict[str, Path] = field(default_factory=dict)  # earlier stage id -> its folder
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)  # path relative to run_dir -> description
+    show_progress: bool = True
+
+    def stage_dir(self, stage_id: str) -> Path:
+        """The output folder of an earlier stage (named by a `StageRef` field of the config)."""
+        if stage_id not in self.upstream:
+            raise KeyError(f"stage {stage_id!r} has not run before {self.stage_id!r}")
+        return self.upstream[stage_id]
+
+    def record_failure(self, item: str, reason: str, **details: Any) -> None:
+        """Note an item (slide, patient, row) that was skipped; the run goes on with the rest."""
+        record = {"stage": self.stage_id, "item": item, "reason": reason, **details}
+        self.failures.append(record)
+        self.log.warning("%s: skipped %s: %s", self.stage_id, item, reason)
+        with (self.out_dir / "failures.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+
+    def add_metrics(self, **values: Any) -> None:
+        self.metrics.update(values)
+
+    def add_artifact(self, path: Path, description: str) -> None:
+        self.artifacts[str(Path(path).resolve().relative_to(self.run_dir.resolve()))] = description
+
+    def progress(self, items: Iterable[T], total: int | None = None, description: str = "") -> Iterator[T]:
+        """Iterate with a progress bar on a terminal, and a log line every ~10% otherwise."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        label = description or self.stage_id
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True, disable=not self.show_progress) as bar:
+            task = bar.add_task(label, total=total)
+            step = max(1, (total or 10) // 10)
+            start = time.monotonic()
+            for done, item in enumerate(items, 1):
+                yield item
+                bar.advance(task)
+                if done % step == 0 or done == total:
+                    self.log.debug("%s: %d/%s (%.1fs)", label, done, total or "?", time.monotonic() - start)

@@ -1,0 +1,33 @@
+"""The run's logger: everything to <run>/histo.log, INFO and above to the terminal."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+LOGGER = "histo"
+
+
+def open_run_log(path: Path, *, quiet: bool = False) -> tuple[logging.Logger, list[logging.Handler]]:
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(logging.DEBUG)
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    file_handler.setLevel(logging.DEBUG)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [file_handler]
+    if not quiet:
+        console = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        console.setLevel(logging.INFO)
+        handlers.append(console)
+    for handler in handlers:
+        logger.addHandler(handler)
+    return logger, handlers
+
+
+def close_run_log(logger: logging.Logger, handlers: list[logging.Handler]) -> None:
+    for handler in handlers:
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,195 @@
+"""Executes a validated recipe into a run directory, skipping stages whose cache key is unchanged.
+
+Layout of a run directory:
+    recipe.yaml        the resolved recipe (every default filled in)
+    recipe.sha256      hash of the resolved recipe
+    provenance.json    versions of histo, torch, Python, plugin packages; the command line
+    histo.log          the full log
+    summary.json       status, timing, metrics, failures and artifacts of every stage
+    stages/<id>/       each stage's outputs, with stage.json (its cache key and result)
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import HistoError
+from ..io import read_json, write_json_atomic, write_text_atomic
+from ..manager import Plugins, get_plugins
+from ..recipe.loader import LoadedRecipe, ResolvedStage
+from .context import StageContext
+from .fingerprint import digest, stage_fingerprint
+from .logs import close_run_log, open_run_log
+from .provenance import provenance
+
+DONE = "stage.json"
+IN_PROGRESS = "in_progress.json"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.summary["status"] == "done")
+
+    @property
+    def failures(self) -> int:
+        return int(sum(s.get("failures", 0) for s in self.summary["stages"]))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        raise HistoError("the recipe asks for device: cuda, but torch sees no CUDA device; use device: auto")
+    return "cpu"
+
+
+def run_recipe(
+    loaded: LoadedRecipe,
+    out: Path | None = None,
+    *,
+    plugins: Plugins | None = None,
+    quiet: bool = False,
+    argv: list[str] | None = None,
+) -> RunResult:
+    plugins = plugins or get_plugins()
+    run_dir = Path(out) if out is not None else Path("runs") / loaded.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = loaded.resolved()
+    write_text_atomic(run_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    write_text_atomic(run_dir / "recipe.sha256", digest(resolved) + "\n")
+    write_json_atomic(run_dir / "provenance.json", provenance(plugins, argv))
+
+    logger, handlers = open_run_log(run_dir / "histo.log", quiet=quiet)
+    summary: dict[str, Any] = {
+        "name": loaded.name,
+        "recipe_sha256": digest(resolved),
+        "started": _now(),
+        "finished": None,
+        "status": "running",
+        "stages": [],
+    }
+    try:
+        device = resolve_device(loaded.recipe.device)
+        logger.info("run %s -> %s (device %s)", loaded.name, run_dir, device)
+        fingerprints: dict[str, str] = {}
+        failed = False
+        for stage in loaded.stages:
+            if failed:
+                summary["stages"].append({"id": stage.id, "stage": stage.entry.name, "status": "not run"})
+                continue
+            record = _run_stage(stage, loaded, run_dir, device, fingerprints, logger, quiet)
+            summary["stages"].append(record)
+            write_json_atomic(run_dir / "summary.json", summary)
+            failed = record["status"] == "failed"
+        summary["status"] = "failed" if failed else "done"
+    finally:
+        summary["finished"] = _now()
+        if summary["status"] == "running":
+            summary["status"] = "interrupted"
+        summary["failures"] = sum(s.get("failures", 0) for s in summary["stages"])
+        write_json_atomic(run_dir / "summary.json", summary)
+        logger.info("run %s: %s (summary in %s)", loaded.name, summary["status"], run_dir / "summary.json")
+        close_run_log(logger, handlers)
+    return RunResult(run_dir, summary)
+
+
+def _run_stage(
+    stage: ResolvedStage,
+    loaded: LoadedRecipe,
+    run_dir: Path,
+    device: str,
+    fingerprints: dict[str, str],
+    logger: Any,
+    quiet: bool,
+) -> dict[str, Any]:
+    stage_dir = run_dir / "stages" / stage.id
+    instance = stage.entry.spec.factory(stage.config)
+    fingerprint = stage_fingerprint(
+        stage=stage.entry.name,
+        package=stage.entry.package,
+        package_version=stage.entry.version,
+        stage_version=str(getattr(instance, "version", "1")),
+        params=stage.config.model_dump(mode="json"),
+        seed=loaded.recipe.seed,
+        upstream={sid: fingerprints[sid] for sid in stage.upstream},
+        inputs=[p.resolve() for p in stage.input_paths],
+    )
+    fingerprints[stage.id] = fingerprint
+    record: dict[str, Any] = {"id": stage.id, "stage": stage.entry.name, "fingerprint": fingerprint}
+
+    done_file = stage_dir / DONE
+    if done_file.exists():
+        previous = read_json(done_file)
+        if previous.get("fingerprint") == fingerprint and previous.get("status") == "done":
+            logger.info("%s: unchanged, reusing %s", stage.id, stage_dir)
+            return {**previous, "status": "cached", "cached_from": previous.get("finished")}
+
+    progress_file = stage_dir / IN_PROGRESS
+    resumable = progress_file.exists() and read_json(progress_file).get("fingerprint") == fingerprint
+    if stage_dir.exists() and not resumable:
+        shutil.rmtree(stage_dir)  # outputs of another config: never mix them with this one's
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    done_file.unlink(missing_ok=True)
+    write_json_atomic(progress_file, {"fingerprint": fingerprint, "started": _now()})
+    if resumable:
+        logger.info("%s: resuming an interrupted run of the same config", stage.id)
+
+    ctx = StageContext(
+        stage_id=stage.id,
+        run_dir=run_dir,
+        out_dir=stage_dir,
+        seed=loaded.recipe.seed,
+        device=device,
+        strict=loaded.recipe.strict,
+        log=logger,
+        upstream={sid: run_dir / "stages" / sid for sid in stage.upstream},
+        show_progress=not quiet and sys.stderr.isatty(),
+    )
+    logger.info("%s: running stage %s", stage.id, stage.entry.name)
+    start = time.monotonic()
+    record["started"] = _now()
+    try:
+        instance.run(ctx)
+    except HistoError as exc:
+        logger.error("%s: %s", stage.id, exc)
+        record.update(status="failed", error=str(exc))
+    except Exception as exc:  # a bug in a stage: keep the traceback in the log, the message on screen
+        logger.debug("%s", traceback.format_exc())
+        logger.error("%s: internal error %s: %s (traceback in histo.log)", stage.id, type(exc).__name__, exc)
+        record.update(status="failed", error=f"internal error {type(exc).__name__}: {exc}")
+    else:
+        record["status"] = "done"
+    record.update(
+        finished=_now(),
+        seconds=round(time.monotonic() - start, 3),
+        metrics=ctx.metrics,
+        failures=len(ctx.failures),
+        artifacts=ctx.artifacts,
+    )
+    if record["status"] == "done":
+        write_json_atomic(done_file, record)
+        progress_file.unlink(missing_ok=True)
+    logger.info("%s: %s in %.1fs", stage.id, record["status"], record["seconds"])
+    return record

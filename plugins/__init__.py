@@ -1,0 +1,8 @@
+"""histo's default plugins. Each module registers through the same hooks a third-party package uses."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "histo.plugins.readers",
+    "histo.plugins.tissue",
+    "histo.plugins.extractors",
+    "histo.plugins.stages",
+)
