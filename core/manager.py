@@ -97,7 +97,13 @@ class Plugins:
             return
         try:
             self._pm.register(plugin, name=plugin_name)
-        except Exception as exc:  # pluggy validation errors: wrong hook name or signature
+        except Exception as exc:  # pluggy validation errors: wrong hook signature
+            self.failures.append(PluginFailure(plugin_name, package, "register", str(exc)))
+            return
+        try:
+            self._pm.check_pending()  # a misspelt hook name would otherwise be ignored silently
+        except Exception as exc:
+            self._pm.unregister(plugin)
             self.failures.append(PluginFailure(plugin_name, package, "register", str(exc)))
             return
         self._info[plugin_name] = PluginInfo(plugin_name, package, version, default)

@@ -27,6 +27,21 @@ class StageContext:
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)  # path relative to run_dir -> description
     show_progress: bool = True
+    rank: int = 0  # this process under torchrun; 0 otherwise
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes shared files (rank 0)."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every process of a torchrun launch (no-op in a single process)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
 
     def stage_dir(self, stage_id: str) -> Path:
         """The output folder of an earlier stage (named by a `StageRef` field of the config)."""

@@ -27,6 +27,7 @@ from ..io import read_json, write_json_atomic, write_text_atomic
 from ..manager import Plugins, get_plugins
 from ..recipe.loader import LoadedRecipe, ResolvedStage
 from .context import StageContext
+from .distributed import DistEnv
 from .fingerprint import digest, stage_fingerprint
 from .logs import close_run_log, open_run_log
 from .provenance import provenance
@@ -76,22 +77,32 @@ def run_recipe(
     plugins = plugins or get_plugins()
     run_dir = Path(out) if out is not None else Path("runs") / loaded.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(loaded.recipe.device)
+    dist = DistEnv.from_environment(device)
     resolved = loaded.resolved()
-    write_text_atomic(run_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    write_text_atomic(run_dir / "recipe.sha256", digest(resolved) + "\n")
-    write_json_atomic(run_dir / "provenance.json", provenance(plugins, argv))
+    if dist.is_main:
+        write_text_atomic(run_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        write_text_atomic(run_dir / "recipe.sha256", digest(resolved) + "\n")
+        write_json_atomic(run_dir / "provenance.json", provenance(plugins, argv))
 
-    logger, handlers = open_run_log(run_dir / "histo.log", quiet=quiet)
+    log_name = "histo.log" if dist.is_main else f"histo.rank{dist.rank}.log"
+    logger, handlers = open_run_log(run_dir / log_name, quiet=quiet or not dist.is_main)
     summary: dict[str, Any] = {
         "name": loaded.name,
         "recipe_sha256": digest(resolved),
         "started": _now(),
         "finished": None,
         "status": "running",
+        "device": device,
+        "world_size": dist.world_size,
         "stages": [],
     }
+
+    def save_summary() -> None:
+        if dist.is_main:
+            write_json_atomic(run_dir / "summary.json", summary)
+
     try:
-        device = resolve_device(loaded.recipe.device)
         logger.info("run %s -> %s (device %s)", loaded.name, run_dir, device)
         fingerprints: dict[str, str] = {}
         failed = False
@@ -99,9 +110,9 @@ def run_recipe(
             if failed:
                 summary["stages"].append({"id": stage.id, "stage": stage.entry.name, "status": "not run"})
                 continue
-            record = _run_stage(stage, loaded, run_dir, device, fingerprints, logger, quiet)
+            record = _run_stage(stage, loaded, run_dir, device, fingerprints, logger, quiet, dist)
             summary["stages"].append(record)
-            write_json_atomic(run_dir / "summary.json", summary)
+            save_summary()
             failed = record["status"] == "failed"
         summary["status"] = "failed" if failed else "done"
     finally:
@@ -109,7 +120,7 @@ def run_recipe(
         if summary["status"] == "running":
             summary["status"] = "interrupted"
         summary["failures"] = sum(s.get("failures", 0) for s in summary["stages"])
-        write_json_atomic(run_dir / "summary.json", summary)
+        save_summary()
         logger.info("run %s: %s (summary in %s)", loaded.name, summary["status"], run_dir / "summary.json")
         close_run_log(logger, handlers)
     return RunResult(run_dir, summary)
@@ -123,6 +134,7 @@ def _run_stage(
     fingerprints: dict[str, str],
     logger: Any,
     quiet: bool,
+    dist: DistEnv,
 ) -> dict[str, Any]:
     stage_dir = run_dir / "stages" / stage.id
     instance = stage.entry.spec.factory(stage.config)
@@ -140,6 +152,7 @@ def _run_stage(
     record: dict[str, Any] = {"id": stage.id, "stage": stage.entry.name, "fingerprint": fingerprint}
 
     done_file = stage_dir / DONE
+    dist.barrier()  # every rank sees the same stage folder
     if done_file.exists():
         previous = read_json(done_file)
         if previous.get("fingerprint") == fingerprint and previous.get("status") == "done":
@@ -148,11 +161,14 @@ def _run_stage(
 
     progress_file = stage_dir / IN_PROGRESS
     resumable = progress_file.exists() and read_json(progress_file).get("fingerprint") == fingerprint
-    if stage_dir.exists() and not resumable:
-        shutil.rmtree(stage_dir)  # outputs of another config: never mix them with this one's
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    done_file.unlink(missing_ok=True)
-    write_json_atomic(progress_file, {"fingerprint": fingerprint, "started": _now()})
+    dist.barrier()  # all ranks decided before rank 0 changes the folder
+    if dist.is_main:
+        if stage_dir.exists() and not resumable:
+            shutil.rmtree(stage_dir)  # outputs of another config: never mix them with this one's
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        done_file.unlink(missing_ok=True)
+        write_json_atomic(progress_file, {"fingerprint": fingerprint, "started": _now()})
+    dist.barrier()
     if resumable:
         logger.info("%s: resuming an interrupted run of the same config", stage.id)
 
@@ -165,7 +181,8 @@ def _run_stage(
         strict=loaded.recipe.strict,
         log=logger,
         upstream={sid: run_dir / "stages" / sid for sid in stage.upstream},
-        show_progress=not quiet and sys.stderr.isatty(),
+        show_progress=not quiet and dist.is_main and sys.stderr.isatty(),
+        rank=dist.rank, world_size=dist.world_size,
     )
     logger.info("%s: running stage %s", stage.id, stage.entry.name)
     start = time.monotonic()
@@ -181,14 +198,17 @@ def _run_stage(
         record.update(status="failed", error=f"internal error {type(exc).__name__}: {exc}")
     else:
         record["status"] = "done"
+    ranks_failed = dist.sum(int(record["status"] == "failed"))
+    if ranks_failed and record["status"] == "done":
+        record.update(status="failed", error=f"failed on {ranks_failed} other process(es); see their logs")
     record.update(
         finished=_now(),
         seconds=round(time.monotonic() - start, 3),
         metrics=ctx.metrics,
-        failures=len(ctx.failures),
+        failures=dist.sum(len(ctx.failures)),
         artifacts=ctx.artifacts,
     )
-    if record["status"] == "done":
+    if record["status"] == "done" and dist.is_main:
         write_json_atomic(done_file, record)
         progress_file.unlink(missing_ok=True)
     logger.info("%s: %s in %.1fs", stage.id, record["status"], record["seconds"])
