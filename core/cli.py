@@ -20,7 +20,8 @@ from .errors import HistoError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 
-out = Console(soft_wrap=True)
+# piped output keeps one row per line, so `histo plugins | grep` works
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 

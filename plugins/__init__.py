@@ -4,5 +4,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "histo.plugins.readers",
     "histo.plugins.tissue",
     "histo.plugins.extractors",
+    "histo.plugins.models",
     "histo.plugins.stages",
 )
