@@ -26,10 +26,19 @@ class ModelDims:
 
 
 # A batch is a dict: "features" {mag: [B, N, D]}, "mask" {mag: [B, N] bool, True = real patch},
-# "coords" {mag: [B, N, 2]}, "omics" {group: [B, G]}. Models return a dict with "logits"
-# [B, num_outputs] (or "embedding" [B, E], to which the engine adds a linear head) and may add
-# "aux_loss" (a scalar added to the task loss) and anything worth keeping (attention, subspaces).
+# "coords" {mag: [B, N, 2]} (level-0 pixels), "omics" {group: [B, G]}, "target" [B] or [B, 3].
+#
+# Models return a dict of outputs:
+#   "logits"          [B, num_outputs]: the (combined) prediction; or "embedding" [B, E], to which the
+#                     engine adds a linear head (then the model must also expose `output_dim`)
+#   "view_logits"     {view: [B, num_outputs]}: per-magnification predictions; when present the task
+#                     loss is the sum over views (the paper's task(10x) + task(20x))
+#   "view_embeddings" {view: [B, E]}: per-view representation (student: its merged tokens, flattened)
+#   "subspaces"       {view: {group: [B, E]}}: the teacher's disentangled subspace features
+#   "attention"       {view: [B, N] or richer}: patch attention, for heatmaps and consistency
+#   "aux_loss"        scalar added to the loss (e.g. the inter-magnification consistency term)
 Batch = Mapping[str, Any]
+Outputs = Mapping[str, Any]
 
 
 @runtime_checkable
@@ -61,23 +70,28 @@ class FusionStrategy(Protocol):
 
 @runtime_checkable
 class TokenAggregator(Protocol):
-    """Builder of a module mapping tokens [B, N, D] with mask [B, N] -> K tokens [B, K, D]."""
+    """Builder of a module(tokens [B, N, D], mask [B, N]) -> {"tokens": [B, K, D],
+    "assignment": [B, N] long (the output token each input joined; -1 for padding),
+    "weights": [B, N] (each input's share of its output token; sums to 1 per output token)}."""
 
     def build(self, dim: int) -> nn.Module: ...
 
 
 @runtime_checkable
 class GradientCoordinator(Protocol):
-    """Called after backward (and after cross-process averaging), before the optimiser step."""
+    """Called after backward (gradients already averaged across processes), before the optimiser step.
 
-    def coordinate(self, model: nn.Module, outputs: Mapping[str, Tensor], targets: Tensor) -> None: ...
+    `model` is the unwrapped model (not the DDP wrapper); `outputs` those of the last micro-batch.
+    """
+
+    def coordinate(self, model: nn.Module, outputs: Outputs, targets: Tensor) -> None: ...
 
 
 @runtime_checkable
 class Distiller(Protocol):
-    """Loss that pulls a student's outputs towards a frozen teacher's."""
+    """Loss that pulls a student's outputs towards a frozen teacher's (added to the task loss)."""
 
-    def __call__(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor]) -> Tensor: ...
+    def __call__(self, student: Outputs, teacher: Outputs) -> Tensor: ...
 
 
 @runtime_checkable

@@ -37,6 +37,16 @@ class ResolvedStage:
     def input_paths(self) -> list[Path]:
         return [value for what, _, value in walk(self.config) if what == "path"]
 
+    @property
+    def component_sources(self) -> list[list[str]]:
+        """(kind, name, package, version) of every component the stage uses: an upgraded plugin
+        package invalidates the stages that use it."""
+        return [
+            [value.kind, value.name, *(value._source or ("", ""))]
+            for what, _, value in walk(self.config)
+            if what == "component"
+        ]
+
 
 @dataclass
 class LoadedRecipe:
@@ -198,7 +208,8 @@ def _validate_references(
             problems.append(Problem(dotted(loc), message, line_of(lines, loc)))
         elif what == "component" and value._config is None:
             try:
-                spec = plugins.registry(value.kind).get(value.name).spec
+                entry = plugins.registry(value.kind).get(value.name)
+                spec = entry.spec
             except HistoError as exc:
                 problems.append(Problem(dotted((*loc, "name")), str(exc), line_of(lines, (*loc, "name"))))
                 continue
@@ -208,5 +219,6 @@ def _validate_references(
                 problems += problems_from(exc, spec.config, (*loc, "params"), lines)
                 continue
             value._spec = spec
+            value._source = (entry.package, entry.version)
             value.params = value._config.model_dump(mode="json")
     return problems

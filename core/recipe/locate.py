@@ -81,6 +81,8 @@ def problems_from(
                 message += f"; did you mean {close[0]!r}?"
             elif allowed:
                 message += f"; expected one of: {', '.join(allowed)}"
+        elif err["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         elif err["type"] == "missing":
             message = "required key is missing"
         elif "input" in err and err["type"] not in ("model_type", "dict_type"):

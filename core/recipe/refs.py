@@ -41,6 +41,7 @@ class ComponentRef(BaseModel):
     params: dict[str, Any] = {}
     _config: BaseModel | None = PrivateAttr(default=None)
     _spec: Any = PrivateAttr(default=None)  # the ComponentSpec it was validated against
+    _source: tuple[str, str] | None = PrivateAttr(default=None)  # (package, version) that provided it
 
     @model_validator(mode="before")
     @classmethod

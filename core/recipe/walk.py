@@ -27,6 +27,9 @@ def _values(value: Any, loc: Loc) -> Iterator[tuple[Loc, Any]]:
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _values(item, (*loc, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _values(item, (*loc, key))
     elif value is not None:
         yield loc, value
 

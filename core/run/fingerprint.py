@@ -42,6 +42,7 @@ def stage_fingerprint(
     seed: int,
     upstream: dict[str, str],
     inputs: list[Path],
+    components: list[list[str]] | None = None,
 ) -> str:
     return digest(
         {
@@ -53,5 +54,6 @@ def stage_fingerprint(
             "seed": seed,
             "upstream": upstream,
             "inputs": [path_state(p) for p in inputs],
+            "components": components or [],
         }
     )

@@ -147,6 +147,7 @@ def _run_stage(
         seed=loaded.recipe.seed,
         upstream={sid: fingerprints[sid] for sid in stage.upstream},
         inputs=[p.resolve() for p in stage.input_paths],
+        components=stage.component_sources,
     )
     fingerprints[stage.id] = fingerprint
     record: dict[str, Any] = {"id": stage.id, "stage": stage.entry.name, "fingerprint": fingerprint}

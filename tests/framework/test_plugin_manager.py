@@ -35,7 +35,9 @@ def test_broken_hook_is_reported_not_raised(register_plugin: Any) -> None:
             raise RuntimeError("boom")
 
     plugins = register_plugin(Broken(), "broken")
-    assert len(plugins.registry("tasks")) == 0 or "broken" not in {e.plugin for e in plugins.registry("tasks")}
+    assert len(plugins.registry("tasks")) == 0 or "broken" not in {
+        e.plugin for e in plugins.registry("tasks")
+    }
     assert any(f.plugin == "broken" and f.phase == "hook" and "boom" in f.message for f in plugins.failures)
 
 

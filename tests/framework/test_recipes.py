@@ -38,7 +38,12 @@ def test_valid_recipe_resolves_defaults(toy: Any, load_recipe_text: Any) -> None
     loaded = load_recipe_text(VALID)
     assert [s.id for s in loaded.stages] == ["write", "total"]
     resolved = loaded.resolved()
-    assert resolved["stages"]["write"]["params"] == {"count": 4, "source": None, "fail": False, "skip_every": 0}
+    assert resolved["stages"]["write"]["params"] == {
+        "count": 4,
+        "source": None,
+        "fail": False,
+        "skip_every": 0,
+    }
     assert resolved["stages"]["total"]["params"]["keep"] == {"name": "topk", "params": {"k": 3}}
     assert loaded.stages[1].upstream == ["write"]
 
@@ -111,7 +116,7 @@ def test_overrides_apply_with_yaml_types(toy: Any, load_recipe_text: Any) -> Non
 
 
 def test_override_errors_are_reported(toy: Any, load_recipe_text: Any) -> None:
-    with pytest.raises(RecipeError, match="expected KEY.PATH=VALUE"):
+    with pytest.raises(RecipeError, match=r"expected KEY\.PATH=VALUE"):
         load_recipe_text(VALID, ["stages.write.params.count"])
     with pytest.raises(RecipeError) as info:
         load_recipe_text(VALID, ["stages.write.params.count=many"])

@@ -14,7 +14,9 @@ class Config(BaseModel):
 
 
 def entry(name: str, package: str = "pkg-a", plugin: str = "a") -> Registered[object]:
-    return Registered("tasks", ComponentSpec(name, lambda c: ("built", c.size), Config, "d"), plugin, package, "1.0")
+    return Registered(
+        "tasks", ComponentSpec(name, lambda c: ("built", c.size), Config, "d"), plugin, package, "1.0"
+    )
 
 
 def test_get_and_build_validates_params() -> None:

@@ -134,3 +134,27 @@ def test_skipped_items_are_recorded_and_strict_fails(toy: Any, tmp_path: Path) -
     assert read_json(tmp_path / "run" / "summary.json")["failures"] == 2
     recipe.write_text("strict: true\n" + text)
     assert main(["run", str(recipe), "--out", str(tmp_path / "strict"), "--quiet"]) == 1
+
+
+def test_upgraded_component_package_invalidates(tmp_path: Path) -> None:
+    from histo.manager import Plugins, set_plugins
+
+    def run_with(version: str) -> Any:
+        plugins = Plugins(load_entry_points=False, env={})
+        plugins.register(toy_plugin, "toy", package="histo-toy", version=version)
+        set_plugins(plugins)
+        try:
+            recipe = tmp_path / "recipe.yaml"
+            recipe.write_text(RECIPE)
+            return run_recipe(
+                load_recipe(recipe, plugins=plugins), tmp_path / "run", plugins=plugins, quiet=True
+            )
+        finally:
+            set_plugins(None)
+
+    toy_plugin.CALLS.clear()
+    run_with("1.0")
+    run_with("1.0")
+    assert toy_plugin.CALLS == ["write", "total"]
+    run_with("1.1")  # the stages' own package changed too, so both rerun
+    assert toy_plugin.CALLS == ["write", "total", "write", "total"]
