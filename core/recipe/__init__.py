@@ -1,6 +1,6 @@
 """Recipes: YAML files validated in two phases (recipe shape, then each component's own config)."""
 
-from .loader import load_recipe, parse_overrides
+from .loader import load_recipe, parse_overrides, resolve_config
 from .model import Recipe, StageEntry
 from .refs import (
     ComponentRef,
@@ -36,4 +36,5 @@ __all__ = [
     "TokenAggregatorRef",
     "load_recipe",
     "parse_overrides",
+    "resolve_config",
 ]

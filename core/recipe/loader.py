@@ -194,6 +194,22 @@ def load_recipe(
     return LoadedRecipe(recipe, stages, path, list(overrides))
 
 
+def resolve_config(
+    model: type[BaseModel], data: Any, plugins: Plugins | None = None, label: str = "config"
+) -> Any:
+    """Validate `data` against `model` and resolve the component refs inside it, outside a recipe
+    (e.g. rebuilding a trained model from the config saved beside its checkpoint)."""
+    plugins = plugins or get_plugins()
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(problems_from(exc, model, (), {}), label) from None
+    problems = _validate_references(config, (), [], plugins, {})
+    if problems:
+        raise RecipeError(problems, label)
+    return config
+
+
 def _validate_references(
     config: BaseModel, prefix: Loc, earlier: list[str], plugins: Plugins, lines: dict[Loc, int]
 ) -> list[Problem]:

@@ -158,3 +158,15 @@ def test_upgraded_component_package_invalidates(tmp_path: Path) -> None:
     assert toy_plugin.CALLS == ["write", "total"]
     run_with("1.1")  # the stages' own package changed too, so both rerun
     assert toy_plugin.CALLS == ["write", "total", "write", "total"]
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path: Path) -> None:
+    from histo.io import atomic_path
+
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("x")
+    mode = (tmp_path / "out.txt").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    assert not list(tmp_path.glob("*.partial"))

@@ -1,0 +1,54 @@
+"""Configs of the training engine, embedded in the train stage's config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from histo.recipe import FusionStrategyRef, OmicsEncoderRef, SlideEncoderRef
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Config):
+    """Which components make the model. WSI only: slide_encoder. Omics only: omics_encoder.
+    Both modalities: a fusion (which may use the two encoders, as `concat` does)."""
+
+    slide_encoder: SlideEncoderRef | None = None
+    omics_encoder: OmicsEncoderRef | None = None
+    fusion: FusionStrategyRef | None = None
+
+
+class OptimConfig(_Config):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    momentum: float = Field(0.9, ge=0, description="sgd only")
+    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    step_size: int = Field(10, ge=1, description="epochs between decays, step schedule only")
+    gamma: float = Field(0.1, gt=0, description="decay factor, step schedule only")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+
+
+class EarlyStoppingConfig(_Config):
+    metric: str | None = Field(
+        None, description="validation metric to select on (default: c_index for survival, auc otherwise)"
+    )
+    mode: Literal["max", "min"] | None = Field(None, description="default: min for *loss, max otherwise")
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
+
+
+class LoopConfig(_Config):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    accumulate: int = Field(1, ge=1, description="optimiser step every N batches (effective batch x N)")
+    max_patches: int | None = Field(
+        None, ge=1, description="subsample larger bags to this many patches (random when training)"
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader workers (bags are small in memory: 0 is fine)")
+    optimizer: OptimConfig = OptimConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()

@@ -1,0 +1,142 @@
+"""One cross-validation fold: fit transforms on its training part, train, select on validation,
+evaluate on its test part, and save what is needed to rebuild the model later."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from histo.interfaces import ModelDims, StageContext
+from histo.io import write_json_atomic
+from histo.plugins.cohort import Fold, OmicsPipeline
+
+from .assemble import build_model
+from .config import LoopConfig, ModelConfig
+from .dataset import PatientDataset
+from .inputs import TrainingInputs
+from .trainer import FitResult, Predictions, fit, predict
+
+
+@dataclass
+class FoldData:
+    """The fold's datasets, built with transforms fitted on its training patients only."""
+
+    train: PatientDataset
+    val: PatientDataset
+    test: PatientDataset
+    dims: ModelDims
+    omics_groups: dict[str, list[str]]
+
+
+def prepare_fold(
+    fold: Fold,
+    inputs: TrainingInputs,
+    task: Any,
+    loop: LoopConfig,
+    omics_preprocess: Any,
+    seed: int,
+    num_outputs: int | None = None,
+) -> FoldData:
+    labels = inputs.labels
+    task.fit(labels.loc[fold.train])
+    omics_groups: dict[str, list[str]] = {}
+    parts: dict[str, dict[str, np.ndarray]] = {"train": {}, "val": {}, "test": {}}
+    if inputs.omics is not None:
+        pipeline = OmicsPipeline(omics_preprocess).fit(inputs.omics, fold.train)
+        omics_groups = dict(pipeline.groups_ or {})
+        for name, ids in (("train", fold.train), ("val", fold.val), ("test", fold.test)):
+            parts[name] = pipeline.transform(inputs.omics, ids)
+
+    def dataset(ids: list[str], part: str, sample: bool) -> PatientDataset:
+        return PatientDataset(
+            ids, task.encode(labels.loc[ids]), slides=inputs.slides, features=inputs.features,
+            omics=parts[part], max_patches=loop.max_patches, sample=sample, seed=seed,
+        )  # fmt: skip
+
+    features = inputs.features
+    dims = ModelDims(
+        feature_dim=features.feature_dim if features is not None else 0,
+        omics_groups={g: len(genes) for g, genes in omics_groups.items()},
+        num_outputs=num_outputs or task.num_outputs,
+        magnifications=features.magnifications if features is not None else (),
+    )
+    return FoldData(
+        dataset(fold.train, "train", True),
+        dataset(fold.val, "val", False),
+        dataset(fold.test, "test", False),
+        dims,
+        omics_groups,
+    )
+
+
+def save_model_card(
+    path: Path, model: ModelConfig, dims: ModelDims, omics_groups: dict[str, list[str]]
+) -> None:
+    """What rebuilding the model needs besides its weights (best.pt beside it)."""
+    write_json_atomic(
+        path,
+        {
+            "model": model.model_dump(mode="json"),
+            "dims": {
+                "feature_dim": dims.feature_dim, "omics_groups": dict(dims.omics_groups),
+                "num_outputs": dims.num_outputs, "magnifications": list(dims.magnifications),
+            },
+            "omics_genes": omics_groups,
+        },
+    )  # fmt: skip
+
+
+def load_model(fold_dir: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained fold's model from model.json and best.pt (safe loading: weights only)."""
+    from histo.recipe import resolve_config
+
+    card = json.loads((fold_dir / "model.json").read_text())
+    config = resolve_config(ModelConfig, card["model"], label=str(fold_dir / "model.json"))
+    d = card["dims"]
+    dims = ModelDims(d["feature_dim"], d["omics_groups"], d["num_outputs"], tuple(d["magnifications"]))
+    model = build_model(config, dims)
+    state = torch.load(fold_dir / "best.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), card
+
+
+def train_fold(
+    fold: Fold,
+    data: FoldData,
+    task: Any,
+    model_config: ModelConfig,
+    loop: LoopConfig,
+    fold_dir: Path,
+    ctx: StageContext,
+    *,
+    coordinator: Any = None,
+    teacher: nn.Module | None = None,
+    distiller: Any = None,
+) -> tuple[FitResult, Predictions, dict[str, float]]:
+    seed = ctx.seed * 100 + fold.index
+    torch.manual_seed(seed)
+    model = build_model(model_config, data.dims)
+    if ctx.is_main:
+        save_model_card(fold_dir / "model.json", model_config, data.dims, data.omics_groups)
+    device = torch.device(ctx.device)
+    result = fit(
+        model, task, data.train, data.val, loop, fold_dir, device=device, seed=seed, log=ctx.log,
+        coordinator=coordinator, teacher=teacher, distiller=distiller,
+        rank=ctx.rank, world_size=ctx.world_size,
+    )  # fmt: skip
+    test = predict(model, data.test, loop.batch_size, device)
+    data.train.sample = False  # the training reference is predicted like any evaluation set
+    train_ref = predict(model, data.train, loop.batch_size, device)
+    metrics = task.evaluate(
+        test.logits, test.targets, train_logits=train_ref.logits, train_targets=train_ref.targets
+    )
+    # the training median risk, for risk groups that this fold's model would draw
+    risk = task.predict(train_ref.logits).get("risk")
+    test.extras["train_median_risk"] = float(np.median(risk)) if risk is not None else None
+    return result, test, metrics
