@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from histo.errors import HistoError
 from histo.interfaces import ModelDims
 from histo.manager import Plugins
