@@ -14,7 +14,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def shared_data() -> Path:
     """../shared/data, or skip: the real slides and tables are not shipped with the repository."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the checkout, as ../shared/data)")
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (expected beside the checkout)")
     return SHARED_DATA
 
 
