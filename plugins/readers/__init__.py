@@ -1,13 +1,73 @@
-"""Slide readers: OpenSlide formats and plain images."""
+"""Slide readers: OpenSlide formats and plain images.
+
+Only the configs live here; the readers themselves (and openslide, PIL) are imported by the factories,
+so listing plugins stays fast.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from histo import ComponentSpec, hookimpl
+
+OPENSLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+class OpenSlideConfig(BaseModel):
+    """OpenSlide takes no options: mpp comes from the file or from the tile stage's overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageConfig(BaseModel):
+    """A plain image (a region of interest exported as PNG/JPEG/TIFF) read as a slide."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mpp: float | None = Field(
+        default=None,
+        gt=0,
+        description="microns per pixel of every image this reader opens (plain images carry none); "
+        "a per-slide override from the tile stage takes precedence",
+    )
+    pyramid: bool = Field(
+        default=True,
+        description="build a virtual pyramid of 2x downsamples, so low-magnification reads stay cheap",
+    )
+    min_level_size: int = Field(
+        default=512, ge=16, description="smallest shorter side of a virtual pyramid level"
+    )
+
+
+def _openslide(config: OpenSlideConfig) -> Any:
+    from .openslide_reader import OpenSlideReader
+
+    return OpenSlideReader(config)
+
+
+def _image(config: ImageConfig) -> Any:
+    from .image_reader import ImageReader
+
+    return ImageReader(config)
 
 
 @hookimpl
 def histo_slide_readers() -> Iterable[ComponentSpec[Any]]:
-    return []
+    return [
+        ComponentSpec(
+            name="openslide",
+            factory=_openslide,
+            config=OpenSlideConfig,
+            description="whole-slide images through OpenSlide (SVS, NDPI, MRXS, SCN, BIF, tiled TIFF, ...)",
+        ),
+        ComponentSpec(
+            name="image",
+            factory=_image,
+            config=ImageConfig,
+            description="plain PNG/JPEG/TIFF images with a given mpp, as a single level or virtual pyramid",
+        ),
+    ]

@@ -1,0 +1,106 @@
+"""Whole-slide images through OpenSlide: the formats scanners write (SVS, NDPI, MRXS, SCN, BIF, ...)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import openslide
+
+from histo.errors import SlideOpenError, SlideReadError
+from histo.interfaces import Mpp, Slide, SlideReader
+
+from . import OPENSLIDE_EXTENSIONS, OpenSlideConfig
+from .common import check_region, missing_mpp, slide_id_of, to_rgb
+
+
+def _positive(value: str | None) -> float | None:
+    """A metadata number that is usable as a pixel size, or None (absent, empty, zero, garbage)."""
+    try:
+        number = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+class OpenSlideSlide(Slide):
+    def __init__(self, path: Path, handle: openslide.OpenSlide, mpp_override: float | None) -> None:
+        self.path = path
+        self.slide_id = slide_id_of(path)
+        self._handle = handle
+        self._override = mpp_override
+        self._dimensions = tuple((int(w), int(h)) for w, h in handle.level_dimensions)
+        self._downsamples = tuple(float(d) for d in handle.level_downsamples)
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return self._dimensions
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return self._downsamples
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """The file's metadata as OpenSlide reports it (vendor keys included)."""
+        return dict(self._handle.properties)
+
+    @property
+    def mpp(self) -> Mpp:
+        if self._override is not None:
+            return Mpp(self._override, self._override, "override")
+        props = self._handle.properties
+        mpp_x = _positive(props.get(openslide.PROPERTY_NAME_MPP_X))
+        mpp_y = _positive(props.get(openslide.PROPERTY_NAME_MPP_Y))
+        if mpp_x is not None or mpp_y is not None:
+            return Mpp(mpp_x or mpp_y or 0.0, mpp_y or mpp_x or 0.0, "metadata")
+        hint = ""
+        power = _positive(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+        if power is not None:
+            hint = (
+                f"The file states objective power {power:g}x, which often means ~{10 / power:g} µm/px, "
+                "but scanners differ: check the scanner's specification before setting it."
+            )
+        raise missing_mpp(self.slide_id, self.path, "no openslide.mpp-x/mpp-y in the file", hint)
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        check_region(self.slide_id, location, level, size, len(self._dimensions))
+        x, y = int(location[0]), int(location[1])
+        width, height = int(size[0]), int(size[1])
+        try:
+            image = self._handle.read_region((x, y), level, (width, height))
+        except openslide.OpenSlideError as exc:
+            raise SlideReadError(
+                f"slide {self.slide_id} ({self.path}): cannot read {width}x{height} pixels at level {level}, "
+                f"level-0 location ({x}, {y}): {exc}. The file is corrupt or truncated: re-copy or "
+                "re-export it, or remove it from the slides folder."
+            ) from None
+        return to_rgb(image)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class OpenSlideReader(SlideReader):
+    """Opens anything OpenSlide supports; no fallback to other libraries, so failures are explicit."""
+
+    extensions = OPENSLIDE_EXTENSIONS
+
+    def __init__(self, config: OpenSlideConfig | None = None) -> None:
+        self.config = config or OpenSlideConfig()
+
+    def open(self, path: Path, mpp_override: float | None = None) -> Slide:
+        path = Path(path)
+        if mpp_override is not None and not (math.isfinite(mpp_override) and mpp_override > 0):
+            raise ValueError(f"mpp override for {path} must be a positive number, got {mpp_override!r}")
+        if not path.is_file():
+            raise SlideOpenError(f"slide file {path} does not exist (or is not a file)")
+        try:
+            handle = openslide.OpenSlide(str(path))
+        except (openslide.OpenSlideError, OSError, ValueError) as exc:
+            raise SlideOpenError(
+                f"cannot open slide {path} with OpenSlide: {exc}. The file is truncated, corrupt or not a "
+                "format OpenSlide reads: re-copy it, convert it, or remove it from the slides folder."
+            ) from None
+        return OpenSlideSlide(path, handle, mpp_override)

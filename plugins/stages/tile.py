@@ -1,0 +1,372 @@
+"""`tile`: tissue masks and aligned multi-magnification patch grids for a folder of slides.
+
+Outputs in the stage folder (formats in docs/slides.md):
+    coords/<magnification>/<slide_id>.h5   patch coordinates and how to read them (per slide)
+    qc/<slide_id>.png                      thumbnail, tissue outline, kept patches of every magnification
+    slides.csv                             one row per slide: status, mpp and its source, patch counts
+    tiling.json                            the resolved settings the extract stage reopens slides with
+A slide that cannot be opened or read, or has no mpp, is recorded as a failure and the rest go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+
+from histo import ComponentSpec
+from histo.errors import HistoError
+from histo.interfaces import Mpp, Slide, SlideReader, Stage, StageContext, TissueSegmenter
+from histo.plugins.tiling.inputs import SLIDE_EXTENSIONS
+from histo.plugins.tiling.magnification import Magnification, MagnificationField, nest
+from histo.recipe.refs import InputPath, SlideReaderRef, StageRef, TissueSegmenterRef
+
+TILING_FORMAT = "histo.tiling/1"
+QC_SIZE = 1024  # longer side of the QC thumbnail, pixels
+
+
+def _default_magnifications() -> list[Magnification]:
+    return [Magnification.model_validate("10x"), Magnification.model_validate("20x")]
+
+
+class TileConfig(BaseModel):
+    """Which slides to tile, how to find tissue, and the patch grids to lay over it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slides: InputPath | None = Field(
+        default=None,
+        description="a folder searched recursively for slide files (by `extensions`), or one slide file",
+    )
+    slides_from: StageRef | None = Field(
+        default=None,
+        description="instead of `slides`: the id of an earlier stage whose folder holds the slides "
+        "(e.g. a `synthesize` stage)",
+    )
+    extensions: list[str] = Field(
+        default_factory=lambda: list(SLIDE_EXTENSIONS),
+        description="file extensions that count as slides when `slides` is a folder (case-insensitive)",
+    )
+    reader: SlideReaderRef = Field(
+        default_factory=lambda: SlideReaderRef(name="openslide"),
+        description="slide reader (see `histo plugins`); the extract stage reopens slides with it",
+    )
+    segmenter: TissueSegmenterRef = Field(
+        default_factory=lambda: TissueSegmenterRef(name="otsu"), description="tissue segmenter"
+    )
+    magnifications: list[MagnificationField] = Field(
+        default_factory=_default_magnifications,
+        description="target magnifications: '20x' (= 0.5 µm/px, mpp = 10 / magnification) or "
+        "{name, mpp}; they must nest (each coarser mpp an integer multiple of the next finer)",
+    )
+    patch_size: int = Field(default=256, ge=8, le=16384, description="patch side in pixels at the target mpp")
+    overlap: int = Field(default=0, ge=0, description="pixels (target mpp) shared by neighbouring patches")
+    min_tissue: float = Field(
+        default=0.5, ge=0, le=1, description="keep a patch when at least this fraction of it is tissue"
+    )
+    parent_rule: Literal["strict", "expand"] = Field(
+        default="strict",
+        description="strict: a finer patch is kept only if its coarser parent has enough tissue itself; "
+        "expand: a coarser patch is also kept when it contains a kept finer patch (more coverage)",
+    )
+    mpp_overrides: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="microns per pixel by slide id, for slides whose files lack it or state it wrongly",
+    )
+    mpp_csv: InputPath | None = Field(
+        default=None, description="a CSV with columns slide_id, mpp; `mpp_overrides` win over it"
+    )
+    qc_thumbnails: bool = Field(default=True, description="write qc/<slide_id>.png for every slide")
+
+    @field_validator("extensions")
+    @classmethod
+    def _dotted(cls, values: list[str]) -> list[str]:
+        cleaned = [v.strip().lower() for v in values if v.strip()]
+        if not cleaned:
+            raise ValueError("give at least one extension, e.g. ['.svs']")
+        return [v if v.startswith(".") else f".{v}" for v in cleaned]
+
+    @field_validator("magnifications")
+    @classmethod
+    def _nested(cls, values: list[Magnification]) -> list[Magnification]:
+        nest(values)
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TileConfig:
+        if (self.slides is None) == (self.slides_from is None):
+            raise ValueError("give exactly one of `slides` (a folder or file) and `slides_from` (a stage id)")
+        if self.overlap >= self.patch_size:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than patch_size ({self.patch_size})")
+        return self
+
+
+class ReuseLastRead(Slide):
+    """A slide that remembers its last region: on a slide without a pyramid, segmentation and the QC
+    thumbnail both read all of level 0, and decoding it once halves the time per slide."""
+
+    def __init__(self, slide: Slide) -> None:
+        self.path, self.slide_id = slide.path, slide.slide_id
+        self._slide = slide
+        self._last: tuple[tuple[int, int, int, int, int], np.ndarray] | None = None
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return self._slide.level_dimensions
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return self._slide.level_downsamples
+
+    @property
+    def mpp(self) -> Mpp:
+        return self._slide.mpp
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        key = (int(location[0]), int(location[1]), level, int(size[0]), int(size[1]))
+        if self._last is not None and self._last[0] == key:
+            return self._last[1].copy()
+        region = self._slide.read_region(location, level, size)
+        self._last = (key, region.copy())
+        return region
+
+    def close(self) -> None:
+        self._slide.close()
+
+
+@dataclass
+class SlideRow:
+    """One line of slides.csv."""
+
+    slide_id: str
+    path: Path
+    status: str = "failed"
+    mpp: float | None = None
+    mpp_source: str = ""
+    mpp_override: float | None = None
+    patches: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+
+class TileStage(Stage[TileConfig]):
+    version = "1"
+
+    def run(self, ctx: StageContext) -> None:
+        from histo.plugins.tiling.inputs import find_slides, merge_overrides, read_mpp_csv, slide_id
+
+        cfg = self.config
+        root = cfg.slides if cfg.slides is not None else ctx.stage_dir(str(cfg.slides_from))
+        paths = find_slides(root, cfg.extensions)
+        overrides = merge_overrides(read_mpp_csv(cfg.mpp_csv) if cfg.mpp_csv else {}, cfg.mpp_overrides)
+        unused = sorted(set(overrides) - {slide_id(p) for p in paths})
+        if unused:
+            ctx.log.warning("%s: mpp given for unknown slide ids: %s", ctx.stage_id, ", ".join(unused))
+        reader: SlideReader = cfg.reader.build()
+        segmenter: TissueSegmenter = cfg.segmenter.build()
+        magnifications = nest(cfg.magnifications)
+        ctx.log.info("%s: %d slide(s) below %s", ctx.stage_id, len(paths), root)
+
+        mine = paths[ctx.rank :: ctx.world_size]  # under torchrun each process tiles its share
+        rows = []
+        for path in ctx.progress(mine, description="tile"):
+            row = SlideRow(slide_id(path), path.absolute(), mpp_override=overrides.get(slide_id(path)))
+            if not self._resume(ctx, row, magnifications):
+                self._tile(ctx, row, reader, segmenter, magnifications)
+            rows.append(row)
+        rows = _gather(ctx, rows, [slide_id(p) for p in paths])
+
+        if ctx.is_main:
+            self._write_tables(ctx, rows, magnifications, root)
+        ok = [r for r in rows if r.status == "ok"]
+        totals = {f"patches_{m.name}": sum(r.patches.get(m.name, 0) for r in ok) for m in magnifications}
+        ctx.add_metrics(slides=len(ok), failed=len(rows) - len(ok), **totals)
+        if not ok:
+            raise HistoError(
+                f"no slide could be tiled ({len(rows)} failed); {ctx.out_dir / 'slides.csv'} says why"
+            )
+
+    # -- one slide ---------------------------------------------------------------------------------
+    def _outputs(self, ctx: StageContext, slide_id: str, magnifications: list[Magnification]) -> list[Path]:
+        paths = [ctx.out_dir / "coords" / m.name / f"{slide_id}.h5" for m in magnifications]
+        return paths + ([ctx.out_dir / "qc" / f"{slide_id}.png"] if self.config.qc_thumbnails else [])
+
+    def _resume(self, ctx: StageContext, row: SlideRow, magnifications: list[Magnification]) -> bool:
+        """Fill `row` from a slide's finished outputs (an interrupted run); False if any is missing."""
+        from histo.plugins.tiling.coords_file import read_coords
+
+        outputs = self._outputs(ctx, row.slide_id, magnifications)
+        if not all(p.is_file() for p in outputs):
+            return False
+        try:
+            for magnification, path in zip(magnifications, outputs, strict=False):
+                coords = read_coords(path)
+                row.patches[magnification.name] = len(coords)
+                row.mpp, row.mpp_source = float(coords.attrs["source_mpp"]), str(coords.attrs["mpp_source"])
+        except (OSError, KeyError, ValueError):  # not ours or damaged outside histo: tile it again
+            row.patches.clear()
+            return False
+        row.status = "ok"
+        ctx.log.debug("%s: %s already tiled, kept", ctx.stage_id, row.slide_id)
+        return True
+
+    def _tile(
+        self,
+        ctx: StageContext,
+        row: SlideRow,
+        reader: SlideReader,
+        segmenter: TissueSegmenter,
+        magnifications: list[Magnification],
+    ) -> None:
+        try:
+            with reader.open(row.path, row.mpp_override) as slide:
+                self._tile_open(ctx, row, ReuseLastRead(slide), segmenter, magnifications)
+        except HistoError as exc:
+            row.status, row.error = "failed", str(exc)
+        except Exception as exc:  # an unexpected library error on one odd file must not stop the cohort
+            ctx.log.debug("%s", traceback.format_exc())
+            row.status = "failed"
+            row.error = f"unexpected {type(exc).__name__}: {exc} (traceback in histo.log)"
+        if row.status == "failed":
+            row.patches.clear()
+            for stale in self._outputs(ctx, row.slide_id, magnifications):  # from an interrupted attempt
+                stale.unlink(missing_ok=True)
+            ctx.record_failure(row.slide_id, row.error, path=str(row.path))
+
+    def _tile_open(
+        self,
+        ctx: StageContext,
+        row: SlideRow,
+        slide: Slide,
+        segmenter: TissueSegmenter,
+        magnifications: list[Magnification],
+    ) -> None:
+        from histo.io import atomic_path
+        from histo.plugins.tiling import plan_grids, qc, tile
+        from histo.plugins.tiling.coords_file import write_coords
+
+        cfg = self.config
+        mpp = slide.mpp
+        row.mpp, row.mpp_source = mpp.mean, mpp.source
+        plans = plan_grids(
+            slide.level_downsamples, mpp.mean, magnifications, cfg.patch_size, cfg.overlap, slide=row.slide_id
+        )
+        mask = segmenter.segment(slide)
+        grids = tile(mask, plans, cfg.min_tissue, slide.dimensions, cfg.parent_rule)
+        width, height = slide.dimensions
+        attrs: dict[str, Any] = {
+            "slide_id": row.slide_id,
+            "slide_path": str(row.path),
+            "reader": cfg.reader.name,
+            "reader_params": json.dumps(cfg.reader.params, sort_keys=True),
+            "segmenter": cfg.segmenter.name,
+            "segmenter_params": json.dumps(cfg.segmenter.params, sort_keys=True),
+            "source_mpp": mpp.mean,
+            "source_mpp_x": mpp.x,
+            "source_mpp_y": mpp.y,
+            "mpp_source": mpp.source,
+            "level0_width": width,
+            "level0_height": height,
+            "min_tissue": cfg.min_tissue,
+            "parent_rule": cfg.parent_rule,
+            "mask_downsample": mask.downsample,
+        }
+        outputs = self._outputs(ctx, row.slide_id, magnifications)
+        for index, (grid, path) in enumerate(zip(grids, outputs, strict=False)):
+            links = {}
+            if index > 0:
+                links["parent_magnification"] = magnifications[index - 1].name
+            if index + 1 < len(grids):
+                links["child_magnification"] = magnifications[index + 1].name
+            write_coords(path, grid, {**attrs, **links})
+            row.patches[grid.plan.magnification.name] = len(grid)
+        if cfg.qc_thumbnails:
+            thumbnail, downsample = qc.thumbnail(slide, QC_SIZE)
+            with atomic_path(outputs[-1]) as tmp:
+                qc.render(thumbnail, downsample, mask, grids).save(tmp, format="PNG", compress_level=1)
+        row.status = "ok"
+        counts = ", ".join(f"{name} {n}" for name, n in row.patches.items())
+        ctx.log.info("%s: %s: %s (mpp %.4g, %s)", ctx.stage_id, row.slide_id, counts, mpp.mean, mpp.source)
+
+    # -- tables --------------------------------------------------------------------------------------
+    def _write_tables(
+        self, ctx: StageContext, rows: list[SlideRow], magnifications: list[Magnification], root: Path
+    ) -> None:
+        from histo.io import write_json_atomic, write_text_atomic
+
+        cfg = self.config
+        names = [m.name for m in magnifications]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        patch_columns = [f"patches_{n}" for n in names]
+        writer.writerow(["slide_id", "path", "status", "mpp", "mpp_source", *patch_columns, "error"])
+        for r in rows:
+            counts = [r.patches.get(n, "") if r.status == "ok" else "" for n in names]
+            mpp = "" if r.mpp is None else f"{r.mpp:.6g}"
+            writer.writerow([r.slide_id, str(r.path), r.status, mpp, r.mpp_source, *counts, r.error])
+        write_text_atomic(ctx.out_dir / "slides.csv", buffer.getvalue())
+        write_json_atomic(
+            ctx.out_dir / "tiling.json",
+            {
+                "format": TILING_FORMAT,
+                "slides_root": str(root.absolute()),
+                "reader": {"name": cfg.reader.name, "params": cfg.reader.params},
+                "segmenter": {"name": cfg.segmenter.name, "params": cfg.segmenter.params},
+                "patch_size": cfg.patch_size,
+                "overlap": cfg.overlap,
+                "min_tissue": cfg.min_tissue,
+                "parent_rule": cfg.parent_rule,
+                "magnifications": [
+                    {
+                        "name": m.name,
+                        "mpp": m.mpp,
+                        "coords_dir": f"coords/{m.name}",
+                        "parent": names[i - 1] if i > 0 else None,
+                        "child": names[i + 1] if i + 1 < len(names) else None,
+                    }
+                    for i, m in enumerate(magnifications)
+                ],
+                "slides": {
+                    r.slide_id: {
+                        "path": str(r.path),
+                        "status": r.status,
+                        "mpp": r.mpp,
+                        "mpp_source": r.mpp_source or None,
+                        "mpp_override": r.mpp_override,
+                        "patches": dict(r.patches),
+                        "error": r.error or None,
+                    }
+                    for r in rows
+                },
+            },
+        )
+        ctx.add_artifact(ctx.out_dir / "slides.csv", "per slide: status, mpp, patches per magnification")
+        ctx.add_artifact(ctx.out_dir / "tiling.json", "resolved tiling settings, per-slide mpp and reader")
+        if cfg.qc_thumbnails and any(r.status == "ok" for r in rows):
+            ctx.add_artifact(ctx.out_dir / "qc", "QC thumbnails: tissue outline and patch grids per slide")
+
+
+def _gather(ctx: StageContext, rows: list[SlideRow], order: list[str]) -> list[SlideRow]:
+    """Every process's rows, in slide order, on every process (all ranks then agree on the outcome)."""
+    if ctx.world_size == 1:
+        return rows
+    import torch.distributed as dist
+
+    parts: list[list[SlideRow] | None] = [None] * ctx.world_size
+    dist.all_gather_object(parts, rows)
+    position = {sid: i for i, sid in enumerate(order)}
+    return sorted((row for part in parts for row in part or []), key=lambda row: position[row.slide_id])
+
+
+SPEC = ComponentSpec(
+    name="tile",
+    factory=TileStage,
+    config=TileConfig,
+    description="tissue masks and aligned multi-magnification patch grids (coords/<mag>/<slide>.h5)",
+)
