@@ -103,6 +103,53 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Tile and embed new slides as the run did, then run its WSI-only model (default plugins)."""
+    from .recipe import load_recipe
+    from .run import run_recipe
+
+    try:
+        from histo.plugins.training.predict_recipe import predict_recipe
+    except ImportError as exc:  # the default plugins are part of the distribution; this is a broken install
+        raise HistoError(f"`histo predict` needs histo's default plugins: {exc}") from None
+    _report_plugin_failures()
+    recipe = predict_recipe(args.run_dir, args.slides, args.stage, args.mpp)
+    out_dir = args.out or args.run_dir / "predictions" / Path(args.slides).stem
+    loaded = load_recipe(recipe, args.set)
+    result = run_recipe(loaded, out_dir, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
+    for stage in result.summary["stages"]:
+        out.print(f"{stage['id']:<16} {stage['status']:<8} {stage.get('error', '')}", markup=False)
+    if not result.ok:
+        return EXIT_FAILED
+    folder = out_dir / "stages" / "predict"
+    out.print(
+        f"predictions: {folder / 'slide_predictions.csv'}, {folder / 'patient_predictions.csv'}",
+        markup=False,
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the run's self-contained HTML report (default plugins)."""
+    run_dir: Path = args.run_dir
+    if not ((run_dir / "summary.json").is_file() or (run_dir / "recipe.yaml").is_file()):
+        err.print(
+            f"error: {run_dir} is not a run directory (no summary.json or recipe.yaml); "
+            "give the --out folder of a `histo run`",
+            markup=False,
+            highlight=False,
+        )
+        return EXIT_INVALID
+    try:
+        from histo.plugins.report import build_report
+    except ImportError as exc:  # the default plugins are part of the distribution; this is a broken install
+        raise HistoError(f"`histo report` needs histo's default plugins: {exc}") from None
+    path = build_report(run_dir, args.output)
+    out.print(f"report: {path}", markup=False, highlight=False)
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schema import recipe_schema
 
@@ -140,6 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
     run.add_argument("--quiet", action="store_true", help="log to the run directory only")
     recipe_command("validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate)
+
+    predict = sub.add_parser(
+        "predict", help="run a finished run's WSI-only model on new slides (no transcriptome needed)"
+    )
+    predict.add_argument("run_dir", type=Path, help="the run directory of a finished `histo run`")
+    predict.add_argument("slides", type=Path, help="a slide file or a folder of slides")
+    predict.add_argument("--stage", help="which WSI-only train stage to use (default: the last one)")
+    predict.add_argument("--mpp", type=float, help="microns per pixel, for slides whose files lack it")
+    predict.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/predictions/<slides>)")
+    predict.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override the generated recipe, e.g. --set stages.extract.params.batch_size=16",
+    )
+    predict.add_argument("--quiet", action="store_true", help="log to the output folder only")
+    predict.set_defaults(handler=cmd_predict)
+
+    report = sub.add_parser("report", help="write a run's self-contained HTML report (report.html)")
+    report.add_argument("run_dir", type=Path, help="the run directory of a `histo run`")
+    report.add_argument("--output", "-o", type=Path, help="output file (default: RUN_DIR/report.html)")
+    report.set_defaults(handler=cmd_report)
 
     plugins = sub.add_parser("plugins", help="list installed components by kind")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")

@@ -5,5 +5,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "histo.plugins.tissue",
     "histo.plugins.extractors",
     "histo.plugins.models",
+    "histo.plugins.baselines",
+    "histo.plugins.tasks",
     "histo.plugins.stages",
 )

@@ -224,3 +224,26 @@ def test_bad_inputs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert run(tmp_path, bad, "bad") == 1
     captured = capsys.readouterr()
     assert "set the stage's `omics:` section" in captured.out + captured.err
+
+
+def test_predict_stage_runs_fold_models_on_new_bags(tmp_path: Path) -> None:
+    bags, cohort, _ = make_bags(tmp_path)
+    text = WSI.format(cohort=cohort, bags=bags).replace("epochs: 6", "epochs: 3")
+    new_bags, _, _ = make_bags(tmp_path / "new", patients=6, seed=9)
+    text += f"""\
+  predict:
+    stage: predict
+    params:
+      model: {tmp_path / "run" / "stages" / "train"}
+      features: {{folder: {new_bags}}}
+"""
+    assert run(tmp_path, text) == 0
+    out = tmp_path / "run" / "stages" / "predict"
+    slides = pd.read_csv(out / "slide_predictions.csv")
+    assert len(slides) == 9 and (slides["folds"] == 3).all()  # 6 patients, every second has 2 slides
+    assert np.allclose(slides["prob_benign"] + slides["prob_tumour"], 1)
+    truth = slides["slide_id"].str[1:3].astype(int) % 2  # make_bags: odd patients are tumours
+    assert (slides["predicted_class"] == np.where(truth == 1, "tumour", "benign")).mean() >= 0.8
+    attention = np.load(out / "attention" / f"{slides['slide_id'][0]}.npz")
+    assert attention["20x_attention"].shape[0] == attention["20x_coords"].shape[0]
+    assert attention["20x_attention"].sum() == pytest.approx(1, abs=1e-4)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
+
 from histo.errors import HistoError
 from histo.interfaces import ModelDims, OmicsEncoder, SlideEncoder
-from torch import nn
 
 from .configs import ConcatConfig
 

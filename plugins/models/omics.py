@@ -7,8 +7,9 @@ import math
 from collections.abc import Mapping
 
 import torch
-from histo.interfaces import ModelDims
 from torch import Tensor, nn
+
+from histo.interfaces import ModelDims
 
 from .configs import MlpConfig, PathwayTokensConfig, SnnConfig
 

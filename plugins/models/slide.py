@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+
 from histo.errors import HistoError
 from histo.interfaces import ModelDims
-from torch import Tensor, nn
 
 from .configs import AbmilConfig, MeanPoolConfig
 from .pooling import masked_mean, masked_softmax

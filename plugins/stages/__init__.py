@@ -7,7 +7,13 @@ from typing import Any
 
 from histo import ComponentSpec, hookimpl
 
+from .extract import SPEC as EXTRACT
+from .predict import SPEC as PREDICT
+from .synthesize import SPEC as SYNTHESIZE
+from .tile import SPEC as TILE
+from .train import SPEC as TRAIN
+
 
 @hookimpl
 def histo_stages() -> Iterable[ComponentSpec[Any]]:
-    return []
+    return [SYNTHESIZE, TILE, EXTRACT, TRAIN, PREDICT]

@@ -22,7 +22,7 @@ def test_plugins_json_lists_kind_name_package(toy: Any, capsys: pytest.CaptureFi
     data = json.loads(capsys.readouterr().out)
     rows = {(c["kind"], c["name"]): c for c in data["components"]}
     assert rows[("stages", "write_numbers")]["package"] == "histo-toy"
-    assert rows[("token_aggregators", "topk")]["description"] == "keep the k largest values"
+    assert rows[("token_aggregators", "toy_topk")]["description"] == "keep the k largest values"
     assert set(c["kind"] for c in data["components"]) <= set(KIND_NAMES)
 
 
@@ -36,7 +36,7 @@ def test_schema_offers_installed_stages_and_components(toy: Any, capsys: pytest.
     assert params["properties"]["count"]["type"] == "integer"
     assert params["additionalProperties"] is False
     choices = schema["$defs"]["TokenAggregatorRef"]["anyOf"]
-    assert {"const": "topk", "description": "keep the k largest values"} in choices
+    assert {"const": "toy_topk", "description": "keep the k largest values"} in choices
 
 
 def test_schema_validates_a_recipe(toy: Any, capsys: pytest.CaptureFixture[str]) -> None:

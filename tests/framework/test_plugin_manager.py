@@ -24,7 +24,7 @@ def test_default_plugins_register_through_hooks() -> None:
 def test_register_fixture_adds_components(register_plugin: Any) -> None:
     plugins = register_plugin(toy_plugin, "toy")
     assert "write_numbers" in plugins.registry("stages")
-    entry = plugins.registry("token_aggregators").get("topk")
+    entry = plugins.registry("token_aggregators").get("toy_topk")
     assert (entry.plugin, entry.package) == ("toy", "<test>")
 
 
@@ -72,7 +72,7 @@ def test_conflicting_names_name_both_packages(histo_plugins: Plugins) -> None:
     conflicts = [f for f in histo_plugins.failures if f.phase == "conflict"]
     assert conflicts and "histo-toy" in conflicts[0].message and "histo-clone" in conflicts[0].message
     with pytest.raises(DuplicateComponentError):
-        registry.get("topk")
+        registry.get("toy_topk")
 
 
 class FakeDist:

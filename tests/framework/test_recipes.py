@@ -21,7 +21,7 @@ stages:
     stage: sum_numbers
     params:
       numbers: write
-      keep: {name: topk, params: {k: 3}}
+      keep: {name: toy_topk, params: {k: 3}}
 """
 
 
@@ -44,12 +44,12 @@ def test_valid_recipe_resolves_defaults(toy: Any, load_recipe_text: Any) -> None
         "fail": False,
         "skip_every": 0,
     }
-    assert resolved["stages"]["total"]["params"]["keep"] == {"name": "topk", "params": {"k": 3}}
+    assert resolved["stages"]["total"]["params"]["keep"] == {"name": "toy_topk", "params": {"k": 3}}
     assert loaded.stages[1].upstream == ["write"]
 
 
 def test_bare_component_name_is_accepted(toy: Any, load_recipe_text: Any) -> None:
-    loaded = load_recipe_text(VALID.replace("keep: {name: topk, params: {k: 3}}", "keep: topk"))
+    loaded = load_recipe_text(VALID.replace("keep: {name: toy_topk, params: {k: 3}}", "keep: toy_topk"))
     assert loaded.resolved()["stages"]["total"]["params"]["keep"]["params"] == {"k": 2}
 
 
@@ -63,7 +63,7 @@ stages:
     stage: sum_numbers
     params:
       numbers: write
-      keep: {name: topq, params: {}}
+      keep: {name: toy_topq, params: {}}
   again:
     stage: write_numbers
     params:
@@ -75,7 +75,7 @@ stages:
     found = {p.path: p for p in info.value.problems}
     assert "did you mean 'write_numbers'" in found["stages.write.stage"].message
     assert found["stages.write.stage"].line == 4
-    assert "did you mean 'topk'" in found["stages.total.params.keep.name"].message
+    assert "did you mean 'toy_topk'" in found["stages.total.params.keep.name"].message
     assert found["stages.again.params.count"].line == 13
     assert "integer" in found["stages.again.params.count"].message
     assert found["stages.again.params.colour"].message.startswith("unknown key")
@@ -140,11 +140,11 @@ def test_validate_command_exit_codes(toy: Any, tmp_path: Path, capsys: pytest.Ca
     good.write_text(VALID)
     assert main(["validate", str(good)]) == 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text(VALID.replace("count: 4", "count: four\n      counts: 3").replace("topk", "top_k"))
+    bad.write_text(VALID.replace("count: 4", "count: four\n      counts: 3").replace("toy_topk", "top_k"))
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "stages.write.params.count (line 7)" in err
     assert "stages.write.params.counts (line 8): unknown key; did you mean 'count'?" in err
-    assert "stages.total.params.keep.name" in err and "did you mean 'topk'" in err
+    assert "stages.total.params.keep.name" in err and "did you mean 'toy_topk'" in err
     assert main(["validate", str(tmp_path / "missing.yaml")]) == 2

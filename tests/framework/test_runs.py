@@ -22,7 +22,7 @@ stages:
     params: {count: 4}
   total:
     stage: sum_numbers
-    params: {numbers: write, keep: {name: topk, params: {k: 3}}}
+    params: {numbers: write, keep: {name: toy_topk, params: {k: 3}}}
 """
 
 

@@ -57,7 +57,7 @@ class WriteNumbers(Stage[WriteConfig]):
 class SumConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     numbers: StageRef
-    keep: TokenAggregatorRef = TokenAggregatorRef(name="topk")
+    keep: TokenAggregatorRef = TokenAggregatorRef(name="toy_topk")
 
 
 class SumNumbers(Stage[SumConfig]):
@@ -79,4 +79,4 @@ def histo_stages() -> Iterable[ComponentSpec[Any]]:
 
 @hookimpl
 def histo_token_aggregators() -> Iterable[ComponentSpec[Any]]:
-    return [ComponentSpec("topk", TopK, TopKConfig, "keep the k largest values")]
+    return [ComponentSpec("toy_topk", TopK, TopKConfig, "keep the k largest values")]

@@ -1,0 +1,182 @@
+"""The `train` stage: cross-validated training of any composition of plugins (omics only, WSI only,
+both; optionally distilled from an earlier train stage's models), evaluated honestly.
+
+Everything fitted (scalers, gene filters, survival bins, class weights) is fitted on each fold's
+training patients; epochs are selected on its validation patients; metrics are reported on its test
+patients only. Writes, in its folder:
+    stage_config.json      the resolved config (a later stage rebuilds the models from it)
+    cohort_report.json     patients, slides, classes/events, who lacks which modality, exclusions
+    splits/splits_<k>.csv  the patient splits used (train, val, test)
+    folds/<k>/             best.pt, last.pt, model.json, history.json, test_predictions.csv, metrics.json
+    predictions.csv        out-of-fold predictions of every patient
+    metrics.json           test metrics per fold, with mean and std over folds
+    km_risk_groups.png | roc.png, confusion.png
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from histo import ComponentSpec
+from histo.errors import HistoError
+from histo.interfaces import Stage, StageContext
+from histo.io import write_json_atomic
+from histo.plugins.cohort import CohortConfig, OmicsConfig, SplitConfig
+from histo.plugins.training.config import LoopConfig, ModelConfig
+from histo.plugins.training.inputs import FeaturesConfig
+from histo.recipe import DistillerRef, GradientCoordinatorRef, StageRef, TaskRef
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cohort: CohortConfig = Field(description="the cohort table: patients, slides, labels, survival")
+    omics: OmicsConfig | None = Field(None, description="expression table and gene groups (omics models)")
+    features: FeaturesConfig | None = Field(None, description="patch features (WSI models)")
+    task: TaskRef = Field(description="what to predict: classification or survival (see `histo plugins`)")
+    model: ModelConfig = Field(description="slide encoder, omics encoder and/or fusion")
+    coordinator: GradientCoordinatorRef | None = Field(
+        None, description="gradient coordination after backward"
+    )
+    splits: SplitConfig = Field(default_factory=SplitConfig, description="cross-validation folds")
+    training: LoopConfig = Field(
+        default_factory=LoopConfig, description="epochs, batch, optimiser, selection"
+    )
+    data_from: StageRef | None = Field(
+        None,
+        description="an earlier stage whose folder holds the tables (e.g. synthesize): relative paths in "
+        "cohort, omics and splits are read from there",
+    )
+    teacher: StageRef | None = Field(
+        None, description="an earlier train stage to distil from, fold by fold (its splits are reused)"
+    )
+    distiller: DistillerRef | None = Field(None, description="the distillation loss (with `teacher`)")
+
+
+class TrainStage(Stage[TrainConfig]):
+    version = "1"
+
+    def run(self, ctx: StageContext) -> None:
+        import pandas as pd
+
+        from histo.plugins.cohort import export_splits, make_splits, splits_summary
+        from histo.plugins.training.folds import load_model, prepare_fold, train_fold
+        from histo.plugins.training.inputs import load_inputs
+        from histo.plugins.training.outputs import plots, prediction_frame, write_csv, write_metrics
+
+        config = self.config
+        if (config.teacher is None) != (config.distiller is None):
+            raise HistoError("`teacher` and `distiller` go together: set both to distil, or neither")
+        if config.data_from is not None:
+            config = _rebase(config, ctx.stage_dir(config.data_from))
+        task = config.task.build()
+        omics_config = config.omics
+        teacher_dir = ctx.stage_dir(config.teacher) if config.teacher else None
+        if teacher_dir is not None and omics_config is None:
+            omics_config = _teacher_config(teacher_dir).omics  # the teacher needs its own inputs
+        inputs = load_inputs(config.cohort, omics_config, config.features, task, ctx)
+        if ctx.is_main:
+            write_json_atomic(ctx.out_dir / "stage_config.json", config.model_dump(mode="json"))
+            write_json_atomic(ctx.out_dir / "cohort_report.json", inputs.report)
+            ctx.add_artifact(
+                ctx.out_dir / "cohort_report.json", "cohort report: patients, modalities, exclusions"
+            )
+
+        split_config = config.splits
+        if teacher_dir is not None:  # same test patients as the teacher, or its knowledge would leak
+            split_config = split_config.model_copy(update={"files": teacher_dir / "splits", "seed": None})
+        folds = make_splits(inputs.labels, split_config, inputs.label_column, seed=ctx.seed)
+        if ctx.is_main:
+            export_splits(folds, ctx.out_dir / "splits")
+            write_json_atomic(ctx.out_dir / "splits" / "summary.json", splits_summary(folds))
+
+        coordinator = config.coordinator.build() if config.coordinator else None
+        distiller = config.distiller.build() if config.distiller else None
+        per_fold: list[dict[str, Any]] = []
+        frames = []
+        for fold in ctx.progress(folds, description=f"{ctx.stage_id}: folds"):
+            fold_dir = ctx.out_dir / "folds" / str(fold.index)
+            done = fold_dir / "metrics.json"
+            if done.exists():  # a resumed run: this fold finished before the interruption
+                per_fold.append(json.loads(done.read_text()))
+                frames.append(pd.read_csv(fold_dir / "test_predictions.csv"))
+                continue
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            data = prepare_fold(fold, inputs, task, config.training, omics_config and omics_config.preprocess,
+                                seed=ctx.seed)  # fmt: skip
+            teacher = (
+                load_model(teacher_dir / "folds" / str(fold.index), ctx.device)[0] if teacher_dir else None
+            )
+            result, test, metrics = train_fold(
+                fold, data, task, config.model, config.training, fold_dir, ctx,
+                coordinator=coordinator, teacher=teacher, distiller=distiller,
+            )  # fmt: skip
+            frame = prediction_frame(task, test.patient_ids, test.logits, test.targets, fold.index)
+            if "risk" in frame and test.extras.get("train_median_risk") is not None:
+                frame["risk_centred"] = frame["risk"] - test.extras["train_median_risk"]
+            record = {
+                "fold": fold.index,
+                "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
+                "best_epoch": result.best_epoch, "selected_on": f"val_{result.metric}",
+                "test": metrics, "notes": list(getattr(task, "notes", [])),
+                "train_median_risk": test.extras.get("train_median_risk"),
+            }  # fmt: skip
+            if ctx.is_main:
+                write_json_atomic(fold_dir / "history.json", result.history)
+                write_csv(frame, fold_dir / "test_predictions.csv")
+                write_json_atomic(done, record)  # last: its presence means the fold is complete
+            ctx.log.info("%s fold %d: %s", ctx.stage_id, fold.index, _brief(metrics))
+            per_fold.append(record)
+            frames.append(frame)
+
+        predictions = pd.concat(frames, ignore_index=True)
+        if not ctx.is_main:
+            return
+        write_csv(predictions, ctx.out_dir / "predictions.csv")
+        metrics = write_metrics(ctx.out_dir / "metrics.json", per_fold, {"task": config.task.name})
+        ctx.add_artifact(ctx.out_dir / "predictions.csv", "out-of-fold predictions")
+        ctx.add_artifact(ctx.out_dir / "metrics.json", "test metrics per fold, mean and std")
+        for name, description in plots(task, predictions, ctx.out_dir, config.cohort.time_unit).items():
+            ctx.add_artifact(ctx.out_dir / name, description)
+        ctx.add_metrics(**{k: round(v["mean"], 4) for k, v in metrics["summary"].items()},
+                        folds=len(folds), patients=len(inputs.labels))  # fmt: skip
+
+
+def _rebase(model: Any, base: Path) -> Any:
+    """A copy of `model` whose relative paths (in cohort, omics, splits) point into `base`."""
+    if isinstance(model, Path):
+        return model if model.is_absolute() else base / model
+    if isinstance(model, list):
+        return [_rebase(item, base) for item in model]
+    if isinstance(model, dict):
+        return {key: _rebase(item, base) for key, item in model.items()}
+    if isinstance(model, BaseModel) and not hasattr(model, "kind"):  # components keep their own params
+        update = {name: _rebase(getattr(model, name), base) for name in type(model).model_fields}
+        update = {k: v for k, v in update.items() if k not in ("features", "teacher", "data_from")}
+        return model.model_copy(update=update)
+    return model
+
+
+def _teacher_config(teacher_dir: Path) -> TrainConfig:
+    from histo.recipe import resolve_config
+
+    path = teacher_dir / "stage_config.json"
+    if not path.exists():
+        raise HistoError(f"{teacher_dir} is not a finished train stage (no stage_config.json)")
+    return resolve_config(TrainConfig, json.loads(path.read_text()), label=str(path))
+
+
+def _brief(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+SPEC = ComponentSpec(
+    "train",
+    TrainStage,
+    TrainConfig,
+    "cross-validated training and honest evaluation of omics, WSI or multi-modal models (or distilled)",
+)
