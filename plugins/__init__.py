@@ -7,5 +7,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "histo.plugins.models",
     "histo.plugins.baselines",
     "histo.plugins.tasks",
+    "histo.plugins.method",
     "histo.plugins.stages",
 )

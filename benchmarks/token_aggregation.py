@@ -1,0 +1,227 @@
+"""Benchmark of the DPC-kNN token aggregation on whole-slide-sized bags.
+
+Each measurement runs in a fresh process, so that its peak memory is its own:
+- the reference-style O(N^2) cdist formulation against the chunked exact one, on sizes the former
+  can handle, and the dense method's memory and time extrapolated to the large bag;
+- on one bag of `--n` tokens: chunked exact DPC-kNN, and the approximate (inverted-file) search at
+  several `probe` values with its agreement with exact (identical centres, adjusted Rand index of
+  the token assignments), next to the agreement of exact with itself on slightly perturbed tokens
+  (how stable the clustering is anyway);
+- the whole aggregator module (LayerNorm, scores, clustering, merge), forward and backward.
+Tokens are LayerNorm'd draws from a Gaussian mixture with uneven component sizes and spreads (patch
+features of a slide cluster by tissue type); the aggregator normalises its input before clustering too.
+
+    python benchmarks/token_aggregation.py              # N = 100,000, D = 128: several minutes on 2 cores
+    python benchmarks/token_aggregation.py --n 20000 --dense-sizes 2500 5000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PERTURBATION = 1e-3  # noise (per feature, tokens have unit variance) of the stability reference
+
+
+def make_bag(n: int, dim: int, seed: int = 0, noise: float = 0.0) -> Any:
+    """n LayerNorm'd tokens from a 24-component Gaussian mixture with uneven sizes and spreads."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    components = 24
+    centres = torch.randn(components, dim, generator=g) * 1.5
+    spread = 0.5 + torch.rand(components, generator=g)
+    share = _dirichlet(components, g)
+    which = torch.multinomial(share, n, replacement=True, generator=g)
+    x = centres[which] + spread[which, None] * torch.randn(n, dim, generator=g)
+    if noise:
+        x = x + noise * torch.randn(n, dim, generator=torch.Generator().manual_seed(seed + 1))
+    return torch.nn.functional.layer_norm(x, (dim,))
+
+
+def _dirichlet(components: int, generator: Any) -> Any:
+    """Uneven component shares: normalised Gamma(2) draws (a Dirichlet(2) sample) from `generator`."""
+    import torch
+
+    gamma = -torch.log(torch.rand(components, 2, generator=generator)).sum(1)  # Gamma(2, 1)
+    return gamma / gamma.sum()
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _run(job: dict[str, Any], queue: Any) -> None:
+    import torch
+
+    from histo.plugins.method.configs import DpcKnnConfig
+    from histo.plugins.method.knn import dpc_knn, dpc_knn_approximate, dpc_knn_dense
+
+    torch.set_num_threads(job["threads"])
+    x = make_bag(job["n"], job["dim"], noise=job.get("noise", 0.0))
+    k, chunk = job["tokens"], job["chunk"]
+    methods: dict[str, Callable[[], Any]] = {
+        "exact": lambda: dpc_knn(x, k, 5, chunk),
+        "approx": lambda: dpc_knn_approximate(x, k, 5, chunk, None, job["probe"], 0),
+        "dense": lambda: dpc_knn_dense(x, k, 5),
+    }
+    if job["method"] == "module":
+        from histo.plugins.method.aggregators import DpcKnnMerge
+
+        torch.manual_seed(0)
+        module = DpcKnnMerge(job["dim"], DpcKnnConfig(tokens=k, exact=False, probe=job["probe"]))
+        tokens = x.unsqueeze(0).requires_grad_(True)
+        mask = torch.ones(1, job["n"], dtype=torch.bool)
+
+        def forward_backward() -> tuple[Any, Any]:
+            out = module(tokens, mask)
+            out["tokens"].square().sum().backward()
+            return torch.zeros(0, dtype=torch.long), out["assignment"][0]
+
+        methods["module"] = forward_backward
+    base = _status_kib("VmRSS")
+    with contextlib.suppress(OSError):  # else VmHWM is the lifetime peak: an upper bound
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    began = time.perf_counter()
+    centres, _ = methods[job["method"]]()
+    seconds = time.perf_counter() - began
+    peak_mib = max(_status_kib("VmHWM") - base, 0) / 1024
+    queue.put({**job, "seconds": seconds, "peak_mib": peak_mib, "centres": centres.tolist()})
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=_run, args=(job, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labelings (1: identical partitions, about 0: chance)."""
+    _, ia = np.unique(a, return_inverse=True)
+    _, ib = np.unique(b, return_inverse=True)
+    table = np.zeros((ia.max() + 1, ib.max() + 1), dtype=np.int64)
+    np.add.at(table, (ia, ib), 1)
+
+    def pairs(v: np.ndarray) -> float:
+        return float((v * (v - 1) // 2).sum())
+
+    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = rows * cols / (a.size * (a.size - 1) / 2)
+    maximum = (rows + cols) / 2
+    return 1.0 if maximum == expected else (index - expected) / (maximum - expected)
+
+
+class Agreement:
+    """Compares clusterings of the large bag at each K by their centres (assignments recomputed here)."""
+
+    def __init__(self, n: int, dim: int, chunk: int) -> None:
+        self.x = make_bag(n, dim)
+        self.chunk = chunk
+
+    def assignment(self, centres: list[int], k: int) -> np.ndarray:
+        import torch
+
+        from histo.plugins.method.knn import assign_to_centres
+
+        return assign_to_centres(self.x, torch.tensor(centres[:k]), self.chunk).numpy()
+
+    def __call__(self, reference: list[int], other: list[int], k: int) -> tuple[float, float]:
+        same = len(set(reference[:k]) & set(other[:k])) / k
+        return same, adjusted_rand(self.assignment(reference, k), self.assignment(other, k))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=100_000, help="tokens in the large bag")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--tokens", type=int, nargs="+", default=[2, 8], help="K values")
+    parser.add_argument("--chunk", type=int, default=1024)
+    parser.add_argument("--probes", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--dense-sizes", type=int, nargs="*", default=[2500, 5000, 10000])
+    parser.add_argument("--skip-exact", action="store_true", help="no exact run on the large bag")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    common = {"dim": args.dim, "chunk": args.chunk, "threads": args.threads, "probe": 0}
+    top = max(args.tokens)
+    rows: list[dict[str, Any]] = []
+
+    def report(result: dict[str, Any], extra: str = "") -> None:
+        rows.append({**result, "note": extra})
+        print(
+            f"{result['method']:>6}  N={result['n']:>7,}  probe={result['probe'] or '-':>3}  "
+            f"{result['seconds']:8.2f} s  peak +{result['peak_mib']:8.1f} MiB  {extra}",
+            flush=True,
+        )
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# {os.cpu_count()} CPUs, {args.threads} threads, load average {load:.1f}, D={args.dim}")
+    print(f"# reference-style dense cdist vs chunked exact (K={top})")
+    largest: dict[str, Any] | None = None
+    for n in args.dense_sizes:
+        dense = measure({**common, "method": "dense", "n": n, "tokens": top})
+        exact = measure({**common, "method": "exact", "n": n, "tokens": top})
+        report(dense)
+        same = "identical" if dense["centres"] == exact["centres"] else "DIFFERENT"
+        report(
+            exact,
+            f"x{exact['seconds'] / dense['seconds']:.2f} time, x{exact['peak_mib'] / dense['peak_mib']:.3f} "
+            f"memory of dense; centres {same}",
+        )
+        largest = dense
+    if largest:
+        scale = (args.n / largest["n"]) ** 2
+        print(
+            f"# dense extrapolated to N={args.n:,} (x{scale:,.0f} of N={largest['n']:,}, both grow as N^2): "
+            f"{largest['peak_mib'] * scale / 1024:,.0f} GiB, {largest['seconds'] * scale:,.0f} s"
+        )
+
+    print(f"# one bag of N={args.n:,}: agreement with exact at K = {args.tokens}")
+    agree = Agreement(args.n, args.dim, args.chunk)
+    reference = None
+    if not args.skip_exact:
+        reference = measure({**common, "method": "exact", "n": args.n, "tokens": top})
+        report(reference)
+        perturbed = measure({**common, "method": "exact", "n": args.n, "tokens": top, "noise": PERTURBATION})
+        scores = [agree(reference["centres"], perturbed["centres"], k) for k in args.tokens]
+        report(perturbed, "exact on tokens + N(0, 1e-3) noise: " + _describe(args.tokens, scores))
+    for probe in args.probes:
+        approx = measure({**common, "method": "approx", "n": args.n, "tokens": top, "probe": probe})
+        extra = ""
+        if reference is not None:
+            scores = [agree(reference["centres"], approx["centres"], k) for k in args.tokens]
+            speed = reference["seconds"] / approx["seconds"]
+            extra = f"x{speed:.1f} faster than exact; " + _describe(args.tokens, scores)
+        report(approx, extra)
+    module = measure({**common, "method": "module", "n": args.n, "tokens": top, "probe": 16})
+    report(module, "aggregator module (exact=False), forward + backward")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+def _describe(ks: list[int], scores: list[tuple[float, float]]) -> str:
+    pairs = zip(ks, scores, strict=True)
+    return "; ".join(f"K={k}: centres {same:.2f} same, ARI {ari:.3f}" for k, (same, ari) in pairs)
+
+
+if __name__ == "__main__":
+    main()
