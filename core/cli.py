@@ -151,9 +151,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import recipe_schema
+    if args.markdown:
+        from .reference import markdown_reference
 
-    text = json.dumps(recipe_schema(), indent=2)
+        text = markdown_reference().rstrip("\n")
+    else:
+        from .schema import recipe_schema
+
+        text = json.dumps(recipe_schema(), indent=2)
     if args.output:
         from .io import write_text_atomic
 
@@ -217,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of recipes for the installed plugins")
     schema.add_argument("--output", "-o", type=Path, help="write to a file instead of stdout")
+    schema.add_argument("--markdown", action="store_true", help="a readable reference instead of JSON Schema")
     schema.set_defaults(handler=cmd_schema)
     return parser
 

@@ -15,12 +15,14 @@ C = TypeVar("C", bound=BaseModel)
 class Stage(ABC, Generic[C]):
     """Constructed by its spec's factory with the validated config; run once per (cache) miss.
 
-    Bump `version` when the stage's outputs change meaning, so finished runs are not reused.
+    Bump `version` when the stage's outputs change meaning, so finished runs are not reused. A stage
+    whose output depends on the whole run rather than on named inputs sets `cacheable = False`.
     Raise `histo.errors.HistoError` for problems the user must fix; call `ctx.record_failure` for
     items that can be skipped while the rest goes on.
     """
 
     version: ClassVar[str] = "1"
+    cacheable: ClassVar[bool] = True  # False: run every time (e.g. a report of the whole run)
 
     def __init__(self, config: C) -> None:
         self.config = config

@@ -22,7 +22,7 @@ class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, description="run name; defaults to the file name")
-    description: str = ""
+    description: str = Field(default="", description="free text, shown in the report")
     seed: int = Field(default=42, description="seed for every random choice of the run")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="where models run")
     strict: bool = Field(

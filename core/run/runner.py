@@ -154,7 +154,7 @@ def _run_stage(
 
     done_file = stage_dir / DONE
     dist.barrier()  # every rank sees the same stage folder
-    if done_file.exists():
+    if done_file.exists() and getattr(instance, "cacheable", True):
         previous = read_json(done_file)
         if previous.get("fingerprint") == fingerprint and previous.get("status") == "done":
             logger.info("%s: unchanged, reusing %s", stage.id, stage_dir)

@@ -7,8 +7,11 @@ from typing import Any
 
 from histo import ComponentSpec, hookimpl
 
+from .compare import SPEC as COMPARE
 from .extract import SPEC as EXTRACT
+from .heatmaps import SPEC as HEATMAPS
 from .predict import SPEC as PREDICT
+from .report import SPEC as REPORT
 from .synthesize import SPEC as SYNTHESIZE
 from .tile import SPEC as TILE
 from .train import SPEC as TRAIN
@@ -16,4 +19,4 @@ from .train import SPEC as TRAIN
 
 @hookimpl
 def histo_stages() -> Iterable[ComponentSpec[Any]]:
-    return [SYNTHESIZE, TILE, EXTRACT, TRAIN, PREDICT]
+    return [SYNTHESIZE, TILE, EXTRACT, TRAIN, COMPARE, PREDICT, HEATMAPS, REPORT]

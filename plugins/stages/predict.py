@@ -14,24 +14,35 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from histo import ComponentSpec
 from histo.errors import HistoError
 from histo.interfaces import Stage, StageContext
 from histo.plugins.training.inputs import FeaturesConfig
-from histo.recipe import InputPath
+from histo.recipe import InputPath, StageRef
 
 
 class PredictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: InputPath = Field(description="folder of a finished train stage (runs/<run>/stages/<id>)")
+    model: InputPath | None = Field(
+        None, description="folder of a finished train stage (runs/<run>/stages/<id>)"
+    )
+    model_stage: StageRef | None = Field(None, description="or: a train stage of this recipe")
     features: FeaturesConfig = Field(description="features of the new slides, made like the training ones")
     patients: InputPath | None = Field(
         None, description="optional CSV with slide_id, patient_id columns; default: each slide is a patient"
     )
     folds: list[int] | None = Field(None, description="which fold models to use; default all")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> PredictConfig:
+        if (self.model is None) == (self.model_stage is None):
+            raise ValueError(
+                "give exactly one of `model` (a train stage folder) or `model_stage` (a stage id)"
+            )
+        return self
 
 
 class PredictStage(Stage[PredictConfig]):
@@ -40,7 +51,11 @@ class PredictStage(Stage[PredictConfig]):
     def run(self, ctx: StageContext) -> None:
         from histo.plugins.training.inference import predict_bags
 
-        model_dir = Path(self.config.model)
+        model_dir = (
+            ctx.stage_dir(self.config.model_stage)
+            if self.config.model_stage
+            else Path(str(self.config.model))
+        )
         if not (model_dir / "stage_config.json").exists():
             raise HistoError(f"{model_dir} is not a finished train stage folder (no stage_config.json)")
         slides, patients = predict_bags(model_dir, self.config, ctx)

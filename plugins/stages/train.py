@@ -51,6 +51,11 @@ class TrainConfig(BaseModel):
         description="an earlier stage whose folder holds the tables (e.g. synthesize): relative paths in "
         "cohort, omics and splits are read from there",
     )
+    init_from: StageRef | None = Field(
+        None,
+        description="an earlier train stage with the same model: each fold starts from its checkpoint "
+        "(its splits are reused), e.g. distilling into an already trained student",
+    )
     teacher: StageRef | None = Field(
         None, description="an earlier train stage to distil from, fold by fold (its splits are reused)"
     )
@@ -87,8 +92,12 @@ class TrainStage(Stage[TrainConfig]):
             )
 
         split_config = config.splits
-        if teacher_dir is not None:  # same test patients as the teacher, or its knowledge would leak
-            split_config = split_config.model_copy(update={"files": teacher_dir / "splits", "seed": None})
+        init_dir = ctx.stage_dir(config.init_from) if config.init_from else None
+        reuse = teacher_dir or init_dir
+        if reuse is not None:  # same test patients as the models it builds on, or their knowledge leaks
+            split_config = split_config.model_copy(update={"files": reuse / "splits", "seed": None})
+            if teacher_dir is not None and init_dir is not None:
+                _same_splits(teacher_dir, init_dir)
         folds = make_splits(inputs.labels, split_config, inputs.label_column, seed=ctx.seed)
         if ctx.is_main:
             export_splits(folds, ctx.out_dir / "splits")
@@ -114,6 +123,7 @@ class TrainStage(Stage[TrainConfig]):
             result, test, metrics = train_fold(
                 fold, data, task, config.model, config.training, fold_dir, ctx,
                 coordinator=coordinator, teacher=teacher, distiller=distiller,
+                init=init_dir / "folds" / str(fold.index) / "best.pt" if init_dir else None,
             )  # fmt: skip
             frame = prediction_frame(task, test.patient_ids, test.logits, test.targets, fold.index)
             if "risk" in frame and test.extras.get("train_median_risk") is not None:
@@ -159,6 +169,15 @@ def _rebase(model: Any, base: Path) -> Any:
         update = {k: v for k, v in update.items() if k not in ("features", "teacher", "data_from")}
         return model.model_copy(update=update)
     return model
+
+
+def _same_splits(a: Path, b: Path) -> None:
+    for path in sorted((a / "splits").glob("splits_*.csv")):
+        other = b / "splits" / path.name
+        if not other.exists() or other.read_bytes() != path.read_bytes():
+            raise HistoError(
+                f"{a} and {b} were trained on different splits ({path.name}); they cannot be combined"
+            )
 
 
 def _teacher_config(teacher_dir: Path) -> TrainConfig:

@@ -118,10 +118,21 @@ def train_fold(
     coordinator: Any = None,
     teacher: nn.Module | None = None,
     distiller: Any = None,
+    init: Path | None = None,
 ) -> tuple[FitResult, Predictions, dict[str, float]]:
     seed = ctx.seed * 100 + fold.index
     torch.manual_seed(seed)
     model = build_model(model_config, data.dims)
+    if init is not None and not (fold_dir / "last.pt").exists():
+        from histo.errors import HistoError
+
+        state = torch.load(init, map_location="cpu", weights_only=True)["model"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise HistoError(
+                f"cannot start from {init}: the model differs from the one saved there: {exc}"
+            ) from None
     if ctx.is_main:
         save_model_card(fold_dir / "model.json", model_config, data.dims, data.omics_groups)
     device = torch.device(ctx.device)
