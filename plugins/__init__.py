@@ -5,6 +5,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "histo.plugins.tissue",
     "histo.plugins.extractors",
     "histo.plugins.models",
+    "histo.plugins.paper",
     "histo.plugins.baselines",
     "histo.plugins.tasks",
     "histo.plugins.method",

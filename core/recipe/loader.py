@@ -204,21 +204,22 @@ def resolve_config(
         config = model.model_validate(data)
     except ValidationError as exc:
         raise RecipeError(problems_from(exc, model, (), {}), label) from None
-    problems = _validate_references(config, (), [], plugins, {})
+    problems = _validate_references(config, (), None, plugins, {})
     if problems:
         raise RecipeError(problems, label)
     return config
 
 
 def _validate_references(
-    config: BaseModel, prefix: Loc, earlier: list[str], plugins: Plugins, lines: dict[Loc, int]
+    config: BaseModel, prefix: Loc, earlier: list[str] | None, plugins: Plugins, lines: dict[Loc, int]
 ) -> list[Problem]:
-    """Phase two inside one stage: component names and params, upstream stage ids."""
+    """Phase two inside one stage: component names and params, upstream stage ids (unless `earlier`
+    is None: a config saved by a finished run names stages of that run)."""
     problems: list[Problem] = []
     # walk() descends into a component's config right after yielding it, so nested components
     # are reached once their parent has been validated here.
     for what, loc, value in walk(config, prefix):
-        if what == "stage" and value not in earlier:
+        if what == "stage" and earlier is not None and value not in earlier:
             message = f"no earlier stage {value!r}"
             message += f"; earlier stages: {', '.join(earlier)}" if earlier else "; this is the first stage"
             problems.append(Problem(dotted(loc), message, line_of(lines, loc)))

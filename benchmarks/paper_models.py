@@ -1,0 +1,316 @@
+"""Benchmark of the paper's models (`dmf` teacher, `dmf_student`) at the paper's configuration, against
+the released code when a checkout of it is given.
+
+Paper configuration: batch 4, bags of 2,500 patches of 1024-d features, 128-d model, 4 classes, one
+magnification. Timed per training step (forward + backward of the task loss) and per inference batch
+(eval, inference mode); median of `--repeats` after one warm-up, ours and the reference interleaved so
+that both see the same machine load. Then, in a fresh process, student inference on one bag of
+100,000 patches (1024-d, real grid coordinates): seconds and peak resident memory.
+
+    python benchmarks/paper_models.py                                  # ours vs the issue's figures
+    python benchmarks/paper_models.py --reference /tmp/dml-ref --reference-path /tmp/refdeps
+
+`--reference` is a checkout of github.com/helenypzhang/Disentangled-Multimodal-Learning (its
+`models/` folder is imported; nothing of it is copied here); it needs `einops` (give a folder holding it
+with `--reference-path`). Its teacher gets its two omics vectors from our SNNs (its MaxNet lives in a
+module with heavy training-only imports); SNN time is negligible next to the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# the issue's figures for the released code on this 2-core CPU (seconds)
+QUOTED = {"teacher": {"train": 15.0, "infer": 5.3}, "student": {"train": 6.8, "infer": 2.7}}
+BATCH, PATCHES, FEATURES, CLASSES = 4, 2500, 1024, 4
+GENES = {"tumour": 59, "microenvironment": 361}
+
+
+# ---- inputs -----------------------------------------------------------------------------------------
+def grid_coords(n: int, side: int, seed: int) -> Any:
+    """n distinct cells of a side x side lattice (tissue with holes), level-0 pixels at a 256-px stride."""
+    import torch
+
+    cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:n]
+    return torch.stack([cells % side, cells // side], dim=1).float() * 256
+
+
+def paper_batch(seed: int = 0) -> dict[str, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "features": {"10x": torch.randn(BATCH, PATCHES, FEATURES, generator=g)},
+        "mask": {"10x": torch.ones(BATCH, PATCHES, dtype=torch.bool)},
+        "coords": {"10x": torch.stack([grid_coords(PATCHES, 80, seed + b) for b in range(BATCH)])},
+        "omics": {name: torch.randn(BATCH, n, generator=g) for name, n in GENES.items()},
+        "target": torch.randint(0, CLASSES, (BATCH,), generator=g),
+    }
+
+
+# ---- models -----------------------------------------------------------------------------------------
+def use_plugins() -> str:
+    """Install a plugin manager holding the paper's models and, when present, the dpc_knn aggregator.
+    Returns the aggregator the student uses."""
+    from histo.manager import Plugins, set_plugins
+
+    plugins = Plugins(load_entry_points=False, env={})
+    for module, name in (("histo.plugins.paper", "paper"), ("histo.plugins.method", "method")):
+        if name == "paper" and "dmf" in plugins.registry("fusion_strategies"):
+            continue
+        if name == "method" and "dpc_knn" in plugins.registry("token_aggregators"):
+            continue
+        with contextlib.suppress(ImportError):
+            plugins.register(importlib.import_module(module), name)
+    set_plugins(plugins)
+    if "dpc_knn" not in plugins.registry("token_aggregators"):
+        raise SystemExit("the dpc_knn token aggregator (histo.plugins.method) is not installed")
+    return "dpc_knn"
+
+
+def our_teacher(**params: Any) -> Any:
+    from histo.interfaces import ModelDims
+    from histo.plugins.paper.configs import DmfConfig
+    from histo.plugins.paper.teacher import DmfTeacher
+
+    return DmfTeacher(ModelDims(FEATURES, GENES, CLASSES, ("10x",)), DmfConfig.model_validate(params))
+
+
+def our_student(aggregator: dict[str, Any], features: int = FEATURES, view: str = "10x") -> Any:
+    from histo.interfaces import ModelDims
+    from histo.plugins.paper.configs import DmfStudentConfig
+    from histo.plugins.paper.student import DmfStudent
+
+    config = DmfStudentConfig.model_validate({"aggregator": aggregator})
+    return DmfStudent(ModelDims(features, {}, CLASSES, (view,)), config)
+
+
+def load_reference(root: Path, extra_paths: list[str]) -> types.ModuleType:
+    """The released code's models/Modules.py, imported in place (never copied)."""
+    sys.path[:0] = extra_paths
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    package = types.ModuleType("dml_reference")
+    package.__path__ = [str(root / "models")]  # skip its __init__, which pulls in training-only modules
+    sys.modules["dml_reference"] = package
+    stub = types.ModuleType("nystrom_attention")  # imported by Modules.py, used only by layers we skip
+    stub.NystromAttention = object  # type: ignore[attr-defined]
+    sys.modules.setdefault("nystrom_attention", stub)
+    return importlib.import_module("dml_reference.Modules")
+
+
+def reference_models(modules: types.ModuleType) -> tuple[Any, Any]:
+    import torch
+    from torch import nn
+
+    from histo.plugins.models.omics import SNN
+
+    args = types.SimpleNamespace(path_dim=128, attn_dim=2, label_dim=CLASSES, path_cluster_num=0.0008)
+
+    class Teacher(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.omics = nn.ModuleDict({g: SNN(n, [64, 48, 32], 128, 0.1) for g, n in GENES.items()})
+            self.net = modules.TeacherNet(args)
+
+        def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+            omics = [self.omics[g](batch["omics"][g]) for g in GENES]
+            return {"logits": self.net(path=batch["features"]["10x"], omic_list=omics)[0]}
+
+    class Student(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = modules.StudentNet(args)
+
+        def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+            return {"logits": self.net(path=batch["features"]["10x"])[0]}
+
+    torch.manual_seed(0)
+    return Teacher(), Student()
+
+
+# ---- timing -----------------------------------------------------------------------------------------
+def train_step(model: Any, batch: dict[str, Any]) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(batch)
+    views = out.get("view_logits") or {"all": out["logits"]}
+    loss = torch.stack([F.cross_entropy(logits, batch["target"]) for logits in views.values()]).sum()
+    if "aux_loss" in out:
+        loss = loss + out["aux_loss"]
+    loss.backward()
+
+
+def infer(model: Any, batch: dict[str, Any]) -> None:
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        model(batch)
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(models: dict[str, Any], batch: dict[str, Any], repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds per train step and per inference batch of each model, runs interleaved."""
+    runs: dict[str, dict[str, list[float]]] = {name: {"train": [], "infer": []} for name in models}
+    for model in models.values():  # warm-up
+        train_step(model, batch)
+        infer(model, batch)
+    for _ in range(repeats):
+        for name, model in models.items():
+            runs[name]["train"].append(timed(functools.partial(train_step, model, batch)))
+            runs[name]["infer"].append(timed(functools.partial(infer, model, batch)))
+    return {name: {k: statistics.median(v) for k, v in r.items()} for name, r in runs.items()}
+
+
+def parameters(model: Any, skip: str = "") -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if not (skip and n.startswith(skip)))
+
+
+# ---- the 100,000-patch bag (run in a child process, so that its peak memory is its own) ---------------
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (not Linux?)")
+
+
+def large_bag(patches: int, threads: int | None) -> dict[str, Any]:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    aggregator = use_plugins()
+    model = our_student({"name": aggregator, "params": {"k": 5, "tokens": 2, "exact": False}}, view="20x")
+    side = int((patches * 2.2) ** 0.5)  # tissue covers ~45% of the bounding box
+    batch = {
+        "features": {"20x": torch.randn(1, patches, FEATURES)},
+        "mask": {"20x": torch.ones(1, patches, dtype=torch.bool)},
+        "coords": {"20x": grid_coords(patches, side, 0)[None]},
+    }
+    model.eval()
+    aggregator_seconds: list[float] = []  # the aggregator is timed apart: it is another component
+    module = model.branches["20x"].aggregator
+    module.register_forward_pre_hook(lambda *_: aggregator_seconds.append(-time.perf_counter()))
+    module.register_forward_hook(lambda *_: aggregator_seconds.append(time.perf_counter()))
+    before = peak_rss_mb()
+    seconds = timed(lambda: infer(model, batch))
+    peak = peak_rss_mb()
+    return {
+        "patches": patches,
+        "grid": f"{side}x{side}",
+        "seconds": seconds,
+        "aggregator_seconds": sum(aggregator_seconds),
+        "peak_mb": peak,
+        "before_mb": before,
+    }
+
+
+# ---- main -------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reference", type=Path, help="checkout of the released code (holds models/)")
+    parser.add_argument("--reference-path", action="append", default=[], help="extra sys.path for its deps")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--large-patches", type=int, default=100_000)
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--cpb", action="store_true", help="also time our teacher with the reference's bias")
+    parser.add_argument("--large-bag-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    if args.large_bag_child:
+        print(json.dumps(large_bag(args.large_patches, args.threads)))
+        return
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    aggregator = use_plugins()
+    torch.manual_seed(0)
+    models: dict[str, Any] = {
+        "teacher": our_teacher(),
+        "student": our_student({"name": aggregator, "params": {"k": 5, "tokens": 2}}),
+    }
+    if args.cpb:
+        models["teacher (cpb bias)"] = our_teacher(attention={"position_bias": "cpb"})
+    counts = {name: parameters(model, skip="omics") for name, model in models.items()}
+    if args.reference:
+        ref_teacher, ref_student = reference_models(load_reference(args.reference, args.reference_path))
+        models["reference teacher"], models["reference student"] = ref_teacher, ref_student
+        counts["reference teacher"] = parameters(ref_teacher, skip="omics")  # omics: our SNN stand-ins
+        counts["reference student"] = parameters(ref_student)
+    load_before = os.getloadavg()[0]
+    results = compare(models, paper_batch(), args.repeats)
+    load_after = os.getloadavg()[0]
+
+    print(
+        f"paper configuration: batch {BATCH} x {PATCHES} patches x {FEATURES}-d, 128-d model, "
+        f"{CLASSES} classes"
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {load_before:.1f} -> {load_after:.1f}"
+    )
+    print(f"{'model':<22}{'params':>10}{'train s/step':>14}{'infer s/batch':>15}")
+    for name, r in results.items():
+        print(f"{name:<22}{counts[name]:>10,}{r['train']:>14.2f}{r['infer']:>15.2f}")
+    for kind in ("teacher", "student"):
+        ours = results[kind]
+        if f"reference {kind}" in results:
+            ref = results[f"reference {kind}"]
+            label = "measured reference"
+        else:
+            ref = QUOTED[kind]
+            label = "QUOTED figures (reference not measured in this run)"
+        print(
+            f"{kind}: ours/reference = {ours['train'] / ref['train']:.2f} (train), "
+            f"{ours['infer'] / ref['infer']:.2f} (inference) against the {label}; target <= 0.5"
+        )
+    report: dict[str, Any] = {"results": results, "parameters": counts, "threads": torch.get_num_threads()}
+    if not args.skip_large:
+        child = [sys.executable, __file__, "--large-bag-child", "--large-patches", str(args.large_patches)]
+        if args.threads:
+            child += ["--threads", str(args.threads)]
+        run = subprocess.run(child, capture_output=True, text=True, check=True)
+        large = json.loads(run.stdout.strip().splitlines()[-1])
+        report["large_bag"] = large
+        print(
+            f"student inference, one bag of {large['patches']:,} patches ({large['grid']} grid): "
+            f"{large['seconds']:.1f} s ({large['aggregator_seconds']:.1f} s of it in the dpc_knn "
+            "aggregator), "
+            f"peak RSS {large['peak_mb']:.0f} MB "
+            f"({large['peak_mb'] - large['before_mb']:.0f} MB above the process before the forward pass, "
+            "which held torch and the 400 MB input); target < 10 s, < 2 GB"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
