@@ -247,3 +247,32 @@ def test_predict_stage_runs_fold_models_on_new_bags(tmp_path: Path) -> None:
     attention = np.load(out / "attention" / f"{slides['slide_id'][0]}.npz")
     assert attention["20x_attention"].shape[0] == attention["20x_coords"].shape[0]
     assert attention["20x_attention"].sum() == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_ddp_training_under_torchrun(tmp_path: Path) -> None:
+    """Two CPU processes (gloo) train the same folds; rank 0 writes the outputs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    bags, cohort, _ = make_bags(tmp_path)
+    recipe = tmp_path / "ddp.yaml"
+    recipe.write_text(WSI.format(cohort=cohort, bags=bags).replace("epochs: 6", "epochs: 4"))
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "histo", "run", str(recipe),
+         "--out", str(tmp_path / "ddp"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_json(tmp_path / "ddp" / "summary.json")
+    assert summary["world_size"] == 2 and summary["status"] == "done"
+    metrics = read_json(tmp_path / "ddp" / "stages" / "train" / "metrics.json")
+    assert metrics["summary"]["auc"]["mean"] > 0.8
+    predictions = pd.read_csv(tmp_path / "ddp" / "stages" / "train" / "predictions.csv")
+    assert predictions["patient_id"].is_unique and len(predictions) == 24
