@@ -28,10 +28,10 @@ from PIL import Image
 
 from histo import ComponentSpec, hookimpl
 from histo.errors import HistoError, SlideReadError
-from histo.interfaces import StageContext
+from histo.interfaces import FeatureExtractor, StageContext
 from histo.manager import Plugins
 from histo.plugins.extractors.coords import read_grid
-from histo.plugins.extractors.engine import Engine
+from histo.plugins.extractors.engine import Engine, available_cores, default_threads
 from histo.plugins.extractors.patches import PatchJob, SlideSource
 from histo.plugins.features import find_bags, iter_shard, read_bag
 from histo.plugins.readers import OpenSlideConfig
@@ -200,6 +200,59 @@ def test_engine_autocast_path(slide: Path, tmp_path: Path, histo_plugins: Plugin
     half = Engine(extractor, built, precision="bf16", num_workers=0).bags([job])[0].features
     assert half.dtype == np.float32 and not np.array_equal(full, half), "bf16 rounding shows"
     np.testing.assert_allclose(half, full, rtol=0.05, atol=0.02)
+
+
+class TinyConv(FeatureExtractor):
+    input_size = 32
+    output_dim = 8
+
+    def build(self) -> torch.nn.Module:
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(3, self.output_dim, 4, 4)
+        return torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+
+def test_engine_layout_threads_and_normalisation(
+    slide: Path, tmp_path: Path, histo_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Channels-last where the model convolves; the model gets the cores the readers leave (unless
+    OMP_NUM_THREADS says otherwise), for the extraction only; inputs are (x / 255 - mean) / std."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cores = available_cores()
+    assert default_threads(0) == cores and default_threads(cores + 3) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads(0) is None, "the user's or torchrun's choice is kept"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+
+    images = torch.randint(
+        0, 256, (3, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    handcrafted = histo_plugins.registry("feature_extractors").build("handcrafted", {"input_size": 32})
+    conv = TinyConv()
+    for extractor, layout in ((conv, True), (handcrafted, False)):
+        engine = Engine(extractor, extractor.build(), num_workers=0, threads=1)
+        assert engine.channels_last is layout and engine.threads == 1
+        x = engine.prepare(images)
+        assert x.is_contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
+        reference = images.permute(0, 3, 1, 2).float() / 255
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (extractor.mean, extractor.std))
+        assert torch.equal(x, (reference - mean) / std), "the same floats as the plain normalisation"
+
+    write_coords(tmp_path / "c.h5", slide, grid(6, step=300), slide_id="s")
+    job = PatchJob(SlideSource(slide, OpenSlideReader()), read_grid(tmp_path / "c.h5", "20x"))
+    before = torch.get_num_threads()
+    target = 1 if before > 1 else 2
+    seen = []
+    engine = Engine(conv, conv.build(), batch_size=2, num_workers=0, threads=target)
+    for batch in engine.batches([job]):
+        seen.append(torch.get_num_threads())
+        assert batch.valid.all()
+    assert seen == [target] * 3 and torch.get_num_threads() == before, "restored after extraction"
+    plain = Engine(conv, conv.build(), batch_size=2, num_workers=0, channels_last=False, threads=target)
+    np.testing.assert_allclose(
+        plain.bags([job])[0].features, engine.bags([job])[0].features, rtol=1e-5, atol=1e-6
+    )
 
 
 class FlakyReader(OpenSlideReader):

@@ -177,6 +177,26 @@ def test_handcrafted_texture_statistics() -> None:
     torch.testing.assert_close(HandcraftedFeatures._gradient(image), expected)
 
 
+def test_handcrafted_chunks_change_the_speed_not_the_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the batch goes through in cache-sized chunks; a patch's features depend on it alone."""
+    import histo.plugins.extractors.handcrafted as module
+
+    x = torch.rand(11, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    model = HandcraftedFeatures()
+    with torch.inference_mode():
+        monkeypatch.setattr(module, "CHUNK_PIXELS", 1 << 30)
+        whole = model(x)
+        monkeypatch.setattr(module, "CHUNK_PIXELS", 3 * 64 * 64)  # chunks of 3, 3, 3 and 2 patches
+        chunked = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+    assert torch.equal(whole, chunked) and torch.equal(whole, alone)
+
+    # the texture's fast 2 x 2 pooling is avg_pool2d (odd edges dropped), twice is avg_pool2d(4)
+    image = torch.rand(2, 2, 31, 30, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(module._halve(image), F.avg_pool2d(image, 2))
+    torch.testing.assert_close(module._halve(module._halve(image)), F.avg_pool2d(image, 4))
+
+
 def test_handcrafted_feature_list_is_documented() -> None:
     doc = (ROOT / "docs" / "features.md").read_text(encoding="utf-8")
     undocumented = [name for name in FEATURE_NAMES if f"`{name}`" not in doc]
