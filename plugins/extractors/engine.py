@@ -120,12 +120,11 @@ class Engine:
         channels_last: bool | None = None,
         threads: int | None = None,
     ) -> None:
-        """`channels_last`: default, where the model has convolutions (4-d weights).
-        `threads`: the model's intra-op threads on a CPU; default `default_threads(num_workers)`.
-
-        It is fixed here, not per loader (a loader of a few patches runs without workers), because
-        the thread count can change a model's float rounding: a slide's features must not depend on
-        which other slides share its loader.
+        """`channels_last`: model and inputs laid out channels-last; by default where the model has
+        convolutions (4-d weights). `threads`: the model's intra-op threads on a CPU; by default
+        `default_threads(num_workers)`, fixed here rather than per loader (a loader of a few patches
+        runs without workers) because the thread count can change a model's float rounding, and a
+        slide's features must not depend on which other slides share its loader.
         """
         self.extractor = extractor
         self.device = torch.device(device)
@@ -172,8 +171,8 @@ class Engine:
 
         The permuted uint8 batch is channels-last in memory already, so that layout costs no copy;
         the other one is transposed while still uint8 (a quarter of the bytes). Normalising in place
-        over whole channel planes gives the same floats as `(x / 255 - mean) / std`, without the
-        allocations and the slow 3-wide broadcast of normalising channels-last. The identity
+        gives the same floats as `(x / 255 - mean) / std` with one allocation instead of three (and,
+        laid out NCHW, over whole channel planes rather than a 3-wide broadcast). The identity
         normalisation (mean 0, std 1) is skipped: it changes no value.
         """
         x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
