@@ -33,9 +33,11 @@ def _type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     return str(kind)
 
 
-def _default(field: dict[str, Any]) -> str:
-    if "default" not in field:
+def _default(field: dict[str, Any], required: bool) -> str:
+    if required:
         return "**required**"
+    if "default" not in field:
+        return "computed"  # a default_factory: JSON Schema has no value to show
     value = field["default"]
     return "`null`" if value is None else f"`{value}`"
 
@@ -47,13 +49,14 @@ def _cell(text: str) -> str:
 def _params_table(schema: dict[str, Any], prefix: str = "", defs: dict[str, Any] | None = None) -> list[str]:
     defs = defs if defs is not None else schema.get("$defs", {})
     rows = []
+    required = set(schema.get("required", []))
     for name, field in schema.get("properties", {}).items():
         target = defs.get(field.get("$ref", "").rsplit("/", 1)[-1], {}) if "$ref" in field else {}
         if target.get("properties") and not target.get("x-histo-kind"):
             rows += _params_table(target, f"{prefix}{name}.", defs)
             continue
         description = field.get("description") or target.get("description", "")
-        cells = [f"`{prefix}{name}`", _type(field, defs), _default(field), description]
+        cells = [f"`{prefix}{name}`", _type(field, defs), _default(field, name in required), description]
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return rows
 
