@@ -9,6 +9,7 @@ that both see the same machine load. Then, in a fresh process, student inference
 
     python benchmarks/paper_models.py                                  # ours vs the figures
     python benchmarks/paper_models.py --reference /tmp/dml-ref --reference-path /tmp/refdeps
+    python benchmarks/paper_models.py --device cuda ...    # on a GPU (timings synchronise the device)
 
 `--reference` is a checkout of github.com/helenypzhang/Disentangled-Multimodal-Learning (its
 `models/` folder is imported; nothing of it is copied here); it needs `einops` (give a folder holding it
@@ -164,9 +165,24 @@ def infer(model: Any, batch: dict[str, Any]) -> None:
         model(batch)
 
 
+def to_device(value: Any, device: str) -> Any:
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value.to(device) if hasattr(value, "to") else value
+
+
+def synchronise() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], None]) -> float:
+    synchronise()
     start = time.perf_counter()
     fn()
+    synchronise()
     return time.perf_counter() - start
 
 
@@ -196,7 +212,7 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status (not Linux?)")
 
 
-def large_bag(patches: int, threads: int | None) -> dict[str, Any]:
+def large_bag(patches: int, threads: int | None, device: str = "cpu") -> dict[str, Any]:
     import torch
 
     if threads:
@@ -209,15 +225,23 @@ def large_bag(patches: int, threads: int | None) -> dict[str, Any]:
         "mask": {"20x": torch.ones(1, patches, dtype=torch.bool)},
         "coords": {"20x": grid_coords(patches, side, 0)[None]},
     }
+    model, batch = model.to(device), to_device(batch, device)
     model.eval()
     aggregator_seconds: list[float] = []  # the aggregator is timed apart: it is another component
     module = model.branches["20x"].aggregator
     module.register_forward_pre_hook(lambda *_: aggregator_seconds.append(-time.perf_counter()))
     module.register_forward_hook(lambda *_: aggregator_seconds.append(time.perf_counter()))
     before = peak_rss_mb()
+    if device != "cpu":  # warm-up: CUDA context, kernels; then count only the forward pass
+        infer(model, batch)
+        aggregator_seconds.clear()
+        torch.cuda.reset_peak_memory_stats()
     seconds = timed(lambda: infer(model, batch))
     peak = peak_rss_mb()
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if device != "cpu" else None
     return {
+        "device": device,
+        "gpu_peak_mb": gpu_mb,
         "patches": patches,
         "grid": f"{side}x{side}",
         "seconds": seconds,
@@ -241,10 +265,11 @@ def main() -> None:
     parser.add_argument("--cpb", action="store_true", help="also time our teacher with the reference's bias")
     parser.add_argument("--large-bag-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (models and inputs moved there)")
     args = parser.parse_args()
 
     if args.large_bag_child:
-        print(json.dumps(large_bag(args.large_patches, args.threads)))
+        print(json.dumps(large_bag(args.large_patches, args.threads, args.device)))
         return
 
     import torch
@@ -265,18 +290,17 @@ def main() -> None:
         models["reference teacher"], models["reference student"] = ref_teacher, ref_student
         counts["reference teacher"] = parameters(ref_teacher, skip="omics")  # omics: our SNN stand-ins
         counts["reference student"] = parameters(ref_student)
+    models = {name: model.to(args.device) for name, model in models.items()}
     load_before = os.getloadavg()[0]
-    results = compare(models, paper_batch(), args.repeats)
+    results = compare(models, to_device(paper_batch(), args.device), args.repeats)
     load_after = os.getloadavg()[0]
 
     print(
         f"paper configuration: batch {BATCH} x {PATCHES} patches x {FEATURES}-d, 128-d model, "
         f"{CLASSES} classes"
     )
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"load average {load_before:.1f} -> {load_after:.1f}"
-    )
+    where = torch.cuda.get_device_name() if args.device != "cpu" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, load average {load_before:.1f} -> {load_after:.1f}")
     print(f"{'model':<22}{'params':>10}{'train s/step':>14}{'infer s/batch':>15}")
     for name, r in results.items():
         print(f"{name:<22}{counts[name]:>10,}{r['train']:>14.2f}{r['infer']:>15.2f}")
@@ -293,8 +317,10 @@ def main() -> None:
             f"{ours['infer'] / ref['infer']:.2f} (inference) against the {label}; target <= 0.5"
         )
     report: dict[str, Any] = {"results": results, "parameters": counts, "threads": torch.get_num_threads()}
+    report["device"] = args.device
     if not args.skip_large:
         child = [sys.executable, __file__, "--large-bag-child", "--large-patches", str(args.large_patches)]
+        child += ["--device", args.device]
         if args.threads:
             child += ["--threads", str(args.threads)]
         run = subprocess.run(child, capture_output=True, text=True, check=True)
@@ -308,6 +334,8 @@ def main() -> None:
             f"({large['peak_mb'] - large['before_mb']:.0f} MB above the process before the forward pass, "
             "which held torch and the 400 MB input); target < 10 s, < 2 GB"
         )
+        if large["gpu_peak_mb"] is not None:
+            print(f"  on {args.device}: peak GPU memory allocated {large['gpu_peak_mb']:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
 

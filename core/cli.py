@@ -127,6 +127,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         markup=False,
         highlight=False,
     )
+    if (out_dir / "stages" / "heatmaps").is_dir():
+        out.print(f"heatmaps: {out_dir / 'stages' / 'heatmaps'}", markup=False, highlight=False)
     return EXIT_OK
 
 

@@ -366,3 +366,29 @@ def test_survival_losses_accept_half_precision_logits() -> None:
         half = loss(logits.bfloat16(), targets)
         assert half.dtype == torch.float32
         assert half.item() == pytest.approx(full.item(), abs=0.02)
+
+
+@pytest.mark.parametrize("loss", ["nll", "cox"])
+def test_survival_selection_metrics_are_the_reported_c_index_alone(loss: str) -> None:
+    """Per-epoch selection computes Harrell's C-index only, the very value `evaluate` reports."""
+    rng = np.random.default_rng(11)
+    time = rng.uniform(1, 10, 60)
+    event = (rng.random(60) < 0.6).astype(int)
+    task = survival(bins=4, loss=loss)
+    labels = pd.DataFrame({"time": time, "event": event}, index=patients(60))
+    task.fit(labels)
+    targets = task.encode(labels)
+    logits = rng.normal(size=(60, task.num_outputs))
+    full = task.evaluate(logits, targets)
+    assert task.selection_metrics(logits, targets, "c_index") == {"c_index": full["c_index"]}
+    assert task.selection_metrics(logits, targets, "loss") == {"c_index": full["c_index"]}
+    assert task.selection_metrics(logits, targets, "ibs") == full  # what it cannot shortcut it computes
+
+
+def test_c_index_without_comparable_pairs_is_nan_not_an_error() -> None:
+    from histo.plugins.tasks.metrics import harrell_c_index
+
+    # the only event comes after every censoring: no pair can be compared
+    assert math.isnan(harrell_c_index(np.array([0.3, 0.1]), np.array([5.0, 1.0]), np.array([1, 0])))
+    assert math.isnan(harrell_c_index(np.array([0.3, np.nan]), np.array([1.0, 2.0]), np.array([1, 1])))
+    assert harrell_c_index(np.array([0.9, 0.1]), np.array([1.0, 2.0]), np.array([1, 1])) == 1.0

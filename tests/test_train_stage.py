@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from histo.cli import main
 from histo.io import read_json
@@ -276,3 +277,38 @@ def test_ddp_training_under_torchrun(tmp_path: Path) -> None:
     assert metrics["summary"]["auc"]["mean"] > 0.8
     predictions = pd.read_csv(tmp_path / "ddp" / "stages" / "train" / "predictions.csv")
     assert predictions["patient_id"].is_unique and len(predictions) == 24
+
+
+class _Constant(torch.nn.Module):
+    """Logits that a learning rate of 1e-12 cannot move: every epoch's validation AUC ties."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.tensor([0.0, 0.1]))
+
+    def forward(self, batch: dict) -> dict:  # type: ignore[type-arg]
+        n = batch["omics"]["g"].shape[0]
+        return {"logits": self.bias.expand(n, 2) + 0 * batch["omics"]["g"].sum(1, keepdim=True)}
+
+
+@pytest.mark.parametrize(("ties", "expected"), [("later", 3), ("earlier", 0)])
+def test_tied_validation_scores_select_the_configured_epoch(tmp_path: Path, ties: str, expected: int) -> None:
+    import logging
+
+    from histo.plugins.tasks.classification import ClassificationTask
+    from histo.plugins.tasks.configs import ClassificationConfig
+    from histo.plugins.training.config import LoopConfig
+    from histo.plugins.training.dataset import PatientDataset
+    from histo.plugins.training.trainer import fit
+
+    task = ClassificationTask(ClassificationConfig(column="y", classes=["a", "b"]))
+    task.fit(pd.DataFrame({"y": ["a", "b"] * 4}, index=[f"P{i}" for i in range(8)]))
+    targets = np.array([0, 1] * 4)
+    data = PatientDataset([f"P{i}" for i in range(8)], targets, omics={"g": np.ones((8, 3), np.float32)})
+    loop = LoopConfig.model_validate(
+        {"epochs": 4, "batch_size": 4, "optimizer": {"lr": 1e-12}, "early_stopping": {"ties": ties}}
+    )
+    result = fit(_Constant(), task, data, data, loop, tmp_path, device=torch.device("cpu"), seed=0,
+                 log=logging.getLogger("test"))  # fmt: skip
+    assert [round(h["val_auc"], 6) for h in result.history] == [0.5] * 4
+    assert result.best_epoch == expected

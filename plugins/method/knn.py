@@ -123,9 +123,7 @@ def top_centres(score: Tensor, count: int) -> Tensor:
     return torch.sort(score, descending=True, stable=True).indices[: min(count, score.numel())]
 
 
-def assign_to_centres(
-    x: Tensor, centres: Tensor, chunk: int, centres_x: Tensor | None = None
-) -> Tensor:
+def assign_to_centres(x: Tensor, centres: Tensor, chunk: int, centres_x: Tensor | None = None) -> Tensor:
     """Index (into `centres`) of the nearest centre of every token; each centre joins itself.
 
     With `centres_x`, the centres are those points instead of tokens of x.

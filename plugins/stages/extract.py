@@ -56,7 +56,9 @@ class ExtractConfig(BaseModel):
     num_workers: int | None = Field(
         default=None,
         ge=0,
-        description="reader processes per extraction process; default: cores - 1, at most 8",
+        description="reader processes per extraction process; default on CUDA: cores - 1 (at most 32, "
+        "reading is the limit there); on the CPU, where the model needs the cores: none on 2 cores or "
+        "fewer, else one per 4 cores (at most 8)",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="autocast dtype; auto is bf16 on CUDA and fp32 on CPU"
@@ -102,8 +104,14 @@ class ExtractStage(Stage[ExtractConfig]):
         counts: Counter[str] = Counter()
         start = time.monotonic()
         error: BaseException | None = None
+        ran: dict[str, str] = {}
         try:  # this process's share of the slides
             engine = self._engine(ctx, extractor, model)
+            dtype = str(engine.autocast or "fp32").removeprefix("torch.")
+            ran = {
+                "device": str(engine.device),
+                "precision_used": dtype.replace("bfloat", "bf").replace("float", "fp"),
+            }
             run = _Extraction(
                 ctx, tiles, mags, engine, features_dir, digest, file_attrs, cfg.feature_dtype, counts
             )
@@ -125,7 +133,7 @@ class ExtractStage(Stage[ExtractConfig]):
         if not ctx.is_main:
             return
         rows = self._manifest(ctx, tiles.slides, mags, features_dir)
-        self._write_summary(ctx, extractor, description, digest, mags, __version__)
+        self._write_summary(ctx, extractor, description, digest, mags, __version__, ran)
         if cfg.shards:
             self._write_shards(ctx, rows)
         done = [r for r in rows if r["status"] == "ok"]
@@ -153,7 +161,9 @@ class ExtractStage(Stage[ExtractConfig]):
         cfg = self.config
         device = self._device(ctx.device)
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(per_node)
+        workers = (
+            cfg.num_workers if cfg.num_workers is not None else default_num_workers(per_node, device.type)
+        )
         engine = Engine(
             extractor,
             model,
@@ -252,7 +262,9 @@ class ExtractStage(Stage[ExtractConfig]):
         digest: str,
         mags: list[str],
         version: str,
+        ran: dict[str, str],
     ) -> None:
+        """`ran`: the device and the precision `auto` resolved to (bf16 autocast on CUDA, fp32 else)."""
         from histo.io import write_json_atomic
 
         cfg = self.config
@@ -268,6 +280,7 @@ class ExtractStage(Stage[ExtractConfig]):
             "magnifications": mags,
             "feature_dtype": cfg.feature_dtype,
             "precision": cfg.precision,
+            **ran,
             "layout": "features/<magnification>/<slide_id>.h5",
             "histo_version": version,
         }

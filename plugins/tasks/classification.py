@@ -99,4 +99,3 @@ class ClassificationTask:
     def evaluate(self, logits: np.ndarray, targets: np.ndarray, **_: Any) -> dict[str, float]:
         """Metrics of a whole split; training references (used by survival) are accepted and ignored."""
         return self.report(logits, targets).metrics
-

@@ -100,6 +100,21 @@ def structured(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return Surv.from_arrays(event=np.asarray(event).astype(bool), time=np.asarray(time, dtype=np.float64))
 
 
+def harrell_c_index(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
+    """Harrell's C-index (scikit-survival's), NaN where it is undefined (no event, no comparable pair,
+    non-finite risk), exactly as `survival_metrics` reports it."""
+    from sksurv.metrics import concordance_index_censored
+
+    risk = np.asarray(risk, dtype=np.float64).reshape(-1)
+    event = np.asarray(event).astype(bool)
+    if not np.isfinite(risk).all() or len(risk) < 2 or not event.any():
+        return NAN
+    try:
+        return float(concordance_index_censored(event, np.asarray(time, dtype=np.float64), risk)[0])
+    except ValueError:  # sksurv: no comparable pairs (every event after every censoring, ties)
+        return NAN
+
+
 def survival_metrics(
     risk: np.ndarray,
     time: np.ndarray,
@@ -122,7 +137,6 @@ def survival_metrics(
     it the IBS is NaN and `survival_note` says why.
     """
     from sksurv.metrics import (
-        concordance_index_censored,
         concordance_index_ipcw,
         cumulative_dynamic_auc,
         integrated_brier_score,
@@ -143,7 +157,7 @@ def survival_metrics(
         result.note(f"{len(time)} patient(s), {int(event.sum())} event(s): no comparable pairs; metrics NaN")
         return result
 
-    metrics["c_index"] = float(concordance_index_censored(event, time, risk)[0])
+    metrics["c_index"] = harrell_c_index(risk, time, event)
 
     test = structured(time, event)
     if train_time is not None and train_event is not None and len(train_time) > 0:
@@ -165,8 +179,10 @@ def survival_metrics(
     # Beyond the last training time the censoring survival is unknown: censor there.
     beyond = time > horizon
     if beyond.any():
-        result.note(f"{int(beyond.sum())} patient(s) followed beyond the last training time {horizon:.4g} "
-                    "are censored there for td-AUC and IBS")
+        result.note(
+            f"{int(beyond.sum())} patient(s) followed beyond the last training time {horizon:.4g} "
+            "are censored there for td-AUC and IBS"
+        )
     admin = structured(np.minimum(time, horizon), event & ~beyond)
     low, high = float(time.min()), min(float(time.max()), horizon)
 

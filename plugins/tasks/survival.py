@@ -14,7 +14,7 @@ from histo.errors import HistoError
 from .configs import SurvivalConfig
 from .labels import require_columns, require_usable
 from .losses import cox_partial_likelihood_loss, discrete_nll_loss
-from .metrics import Evaluation, survival_metrics
+from .metrics import Evaluation, harrell_c_index, survival_metrics
 from .survival_curves import BreslowBaseline, step_survival
 
 TASK = "survival"
@@ -143,6 +143,16 @@ class SurvivalTask:
     def evaluate(self, logits: np.ndarray, targets: np.ndarray, **reference: Any) -> dict[str, float]:
         return self.report(logits, targets, **reference).metrics
 
+    def selection_metrics(self, logits: np.ndarray, targets: np.ndarray, metric: str) -> dict[str, float]:
+        """What selecting epochs on `metric` needs, every epoch: Harrell's C-index alone when that (or the
+        loss, computed by the engine) selects, since the IPCW metrics, td-AUC and IBS cost far more per
+        call and only the chosen epoch's test metrics are reported; all of them otherwise."""
+        if metric not in ("c_index", "loss"):
+            return self.evaluate(logits, targets)
+        targets = np.asarray(targets, dtype=np.float64)
+        risk = self.predict(logits)["risk"]
+        return {"c_index": harrell_c_index(risk, targets[:, 1], targets[:, 2])}
+
     def _survival_fn(
         self,
         outputs: dict[str, np.ndarray],
@@ -167,4 +177,3 @@ class SurvivalTask:
 
 def _bool_as_number(value: Any) -> Any:
     return int(value) if isinstance(value, bool | np.bool_) else value
-

@@ -40,6 +40,11 @@ class EarlyStoppingConfig(_Config):
     )
     mode: Literal["max", "min"] | None = Field(None, description="default: min for *loss, max otherwise")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
+    ties: Literal["later", "earlier"] = Field(
+        "later",
+        description="which epoch a tie in the validation metric selects: the later (more trained) one, or "
+        "the earlier; a tie also resets the patience count when `later`",
+    )
 
 
 class LoopConfig(_Config):

@@ -1,5 +1,5 @@
-"""`histo predict`: a recipe that tiles and embeds new slides exactly as a finished run did, then runs
-one of its WSI-only train stages on them."""
+"""`histo predict`: a recipe that tiles and embeds new slides exactly as a finished run did, runs one
+of its WSI-only train stages on them, and draws the model's attention on each slide."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 from histo.errors import HistoError
+
+HEATMAP_SLIDES = 50  # `--set stages.heatmaps.params.max_slides=N` draws more (or null: all)
 
 
 def _stages(run_dir: Path) -> dict[str, Any]:
@@ -86,6 +88,11 @@ def predict_recipe(
                     "model": str((run_dir / "stages" / stage).resolve()),
                     "features": {"stage": "extract", "magnifications": features.get("magnifications")},
                 },
+            },
+            # where the model looked, on each slide's thumbnail (the first 50 slides of a large folder)
+            "heatmaps": {
+                "stage": "heatmaps",
+                "params": {"predictions": "predict", "tiles": "tile", "max_slides": HEATMAP_SLIDES},
             },
         },
     }

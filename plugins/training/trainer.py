@@ -114,6 +114,15 @@ def training_loss(task: Any, out: dict[str, Any], target: torch.Tensor) -> torch
     return loss
 
 
+def validation_metrics(task: Any, predictions: Predictions, metric: str) -> dict[str, float]:
+    """The validation metrics of one epoch: the task's `selection_metrics(logits, targets, metric)` where
+    it has one (a cheaper subset that still holds `metric`), else its full `evaluate`."""
+    selection = getattr(task, "selection_metrics", None)
+    if callable(selection):
+        return dict(selection(predictions.logits, predictions.targets, metric))
+    return dict(task.evaluate(predictions.logits, predictions.targets))
+
+
 def _score(metrics: dict[str, float], metric: str, mode: str) -> float:
     value = metrics.get(metric, float("nan"))
     if value is None or not math.isfinite(value):
@@ -215,13 +224,16 @@ def fit(
         schedule.step()
 
         val_pred = predict(model, val, loop.batch_size, device)
-        val_metrics = task.evaluate(val_pred.logits, val_pred.targets)
+        val_metrics = validation_metrics(task, val_pred, metric)
         with torch.no_grad():
             val_metrics["loss"] = float(
                 task.loss(torch.from_numpy(val_pred.logits), torch.from_numpy(val_pred.targets))
             )
         score = _score(val_metrics, metric, mode)
-        improved = score > result.best_score or result.best_epoch < 0
+        later = loop.early_stopping.ties == "later"  # small validation sets tie often (AUC on 10 patients)
+        improved = (
+            score > result.best_score or (later and score == result.best_score) or result.best_epoch < 0
+        )
         if improved:
             result.best_epoch, result.best_score = epoch, score
             stale = 0
