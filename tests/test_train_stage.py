@@ -312,3 +312,50 @@ def test_tied_validation_scores_select_the_configured_epoch(tmp_path: Path, ties
                  log=logging.getLogger("test"))  # fmt: skip
     assert [round(h["val_auc"], 6) for h in result.history] == [0.5] * 4
     assert result.best_epoch == expected
+
+
+def test_train_stage_saves_out_of_fold_attention_per_slide(tmp_path: Path) -> None:
+    """Every test patient's whole-bag attention, cut back into its slides (odd patients have two)."""
+    import h5py
+
+    bags, cohort, _ = make_bags(tmp_path)
+    assert run(tmp_path, WSI.format(cohort=cohort, bags=bags).replace("epochs: 6", "epochs: 2")) == 0
+    stage = tmp_path / "run" / "stages" / "train"
+    slides = sorted(p.stem for p in (bags / "features" / "20x").glob("*.h5"))
+    assert read_json(stage / "attention" / "index.json") == slides  # each slide once, from its test fold
+    for patient in ("P00", "P01"):
+        parts = [s for s in slides if s.startswith(patient.replace("P", "S"))]
+        total = 0.0
+        for slide in parts:
+            maps = np.load(stage / "attention" / f"{slide}.npz")
+            with h5py.File(bags / "features" / "20x" / f"{slide}.h5") as f:
+                np.testing.assert_array_equal(maps["20x_coords"], f["coords"][()])
+            assert maps["20x_attention"].shape == (len(maps["20x_coords"]),)
+            total += float(maps["20x_attention"].sum())
+        assert total == pytest.approx(1.0, abs=1e-5), "attention over the patient's whole bag sums to one"
+
+
+def test_teacher_attention_maps_have_one_map_per_gene_group(tmp_path: Path) -> None:
+    from histo.plugins.report.heatmap import read_weight_maps
+
+    bags, cohort, table = make_bags(tmp_path, patients=12)
+    recipe = f"""\
+seed: 1
+stages:
+  train:
+    stage: train
+    params:
+      cohort: {{table: {cohort}, label_column: diagnosis}}
+      omics: {{table: {table}, groups: {{genes: {{tumour: [G0, G1, G2], microenvironment: [G3, G4, G5]}}}}}}
+      features: {{folder: {bags}, magnifications: [20x]}}
+      task: {{name: classification, params: {{column: diagnosis, classes: [benign, tumour]}}}}
+      model:
+        fusion: {{name: dmf, params: {{dim: 8, omics_hidden: [8],
+                  attention: {{heads: 1, head_dim: 8, offset_groups: 1, offset_map_size: 4}}}}}}
+      splits: {{folds: 2, val_fraction: 0.25}}
+      training: {{epochs: 1, batch_size: 4}}
+"""
+    assert run(tmp_path, recipe) == 0
+    maps = read_weight_maps(tmp_path / "run" / "stages" / "train" / "attention" / "S00-0.npz")
+    assert sorted(m.name for m in maps) == ["attention", "attention_microenvironment", "attention_tumour"]
+    assert all(m.magnification == "20x" and np.isfinite(m.weights).all() for m in maps)

@@ -1,6 +1,7 @@
-"""`heatmaps`: attention heatmaps of a predict stage's slides, over thumbnails of the slides.
+"""`heatmaps`: attention heatmaps of a predict or train stage's slides, over thumbnails of the slides.
 
-Reads `attention/<slide>.npz` of the predict stage (`<mag>_coords` and one or more weight arrays per
+Reads `attention/<slide>.npz` of the predict stage (or of a train stage: its test patients' attention,
+each from the fold that tested it) (`<mag>_coords` and one or more weight arrays per
 magnification, see histo.plugins.report.heatmap.read_weight_maps) and reopens each slide the way the
 tile stage did (its reader and mpp overrides) for a thumbnail. Outputs in the stage folder:
     heatmaps/<slide>_<mag>_<name>.png   weights over the thumbnail, with a colour bar
@@ -27,7 +28,10 @@ class HeatmapsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    predictions: StageRef = Field(description="id of the predict stage whose attention/ files to draw")
+    predictions: StageRef = Field(
+        description="id of the predict stage, or train stage (out-of-fold test attention), whose "
+        "attention/ files to draw"
+    )
     tiles: StageRef = Field(
         description="id of the tile stage that tiled those slides (slides.csv, tiling.json, coords/)"
     )
@@ -49,7 +53,7 @@ class HeatmapsStage(Stage[HeatmapsConfig]):
         if not attention_dir.is_dir():
             raise HistoError(
                 f"{attention_dir} is missing: `predictions` ({self.config.predictions!r}) must name a "
-                "predict stage (it writes attention/<slide>.npz)"
+                "predict stage or a train stage of a WSI model (they write attention/<slide>.npz)"
             )
         tiles = read_tile_folder(ctx.stage_dir(self.config.tiles))
         files = sorted(attention_dir.glob("*.npz"))

@@ -8,6 +8,7 @@ patients only. Writes, in its folder:
     cohort_report.json     patients, slides, classes/events, who lacks which modality, exclusions
     splits/splits_<k>.csv  the patient splits used (train, val, test)
     folds/<k>/             best.pt, last.pt, model.json, history.json, test_predictions.csv, metrics.json
+    attention/<slide>.npz  each test patient's patch attention from its fold's model (WSI models)
     predictions.csv        out-of-fold predictions of every patient
     metrics.json           test metrics per fold, with mean and std over folds
     km_risk_groups.png | roc.png, confusion.png
@@ -60,6 +61,11 @@ class TrainConfig(BaseModel):
         None, description="an earlier train stage to distil from, fold by fold (its splits are reused)"
     )
     distiller: DistillerRef | None = Field(None, description="the distillation loss (with `teacher`)")
+    attention_maps: bool = Field(
+        True,
+        description="save each test patient's patch attention, from the fold that tested it, as "
+        "attention/<slide>.npz (a teacher's per gene group too) for the heatmaps stage",
+    )
 
 
 class TrainStage(Stage[TrainConfig]):
@@ -136,6 +142,8 @@ class TrainStage(Stage[TrainConfig]):
                 "train_median_risk": test.extras.get("train_median_risk"),
             }  # fmt: skip
             if ctx.is_main:
+                if config.attention_maps and inputs.features is not None:
+                    _write_attention(fold_dir, data.test, ctx)
                 write_json_atomic(fold_dir / "history.json", result.history)
                 write_csv(frame, fold_dir / "test_predictions.csv")
                 write_json_atomic(done, record)  # last: its presence means the fold is complete
@@ -147,6 +155,11 @@ class TrainStage(Stage[TrainConfig]):
         if not ctx.is_main:
             return
         write_csv(predictions, ctx.out_dir / "predictions.csv")
+        if (ctx.out_dir / "attention").is_dir():
+            from histo.plugins.training.attention_maps import write_index
+
+            write_index(ctx.out_dir / "attention")
+            ctx.add_artifact(ctx.out_dir / "attention", "out-of-fold patch attention per slide (heatmaps)")
         metrics = write_metrics(ctx.out_dir / "metrics.json", per_fold, {"task": config.task.name})
         ctx.add_artifact(ctx.out_dir / "predictions.csv", "out-of-fold predictions")
         ctx.add_artifact(ctx.out_dir / "metrics.json", "test metrics per fold, mean and std")
@@ -154,6 +167,18 @@ class TrainStage(Stage[TrainConfig]):
             ctx.add_artifact(ctx.out_dir / name, description)
         ctx.add_metrics(**{k: round(v["mean"], 4) for k, v in metrics["summary"].items()},
                         folds=len(folds), patients=len(inputs.labels))  # fmt: skip
+
+
+def _write_attention(fold_dir: Path, test: Any, ctx: StageContext) -> None:
+    """The fold's selected model on its test patients' whole bags: attention/<slide>.npz."""
+    import torch
+
+    from histo.plugins.training.attention_maps import write_attention
+    from histo.plugins.training.folds import load_model
+
+    device = torch.device(ctx.device)
+    model, _ = load_model(fold_dir, device)
+    write_attention(model, test, ctx.out_dir / "attention", device)
 
 
 def _rebase(model: Any, base: Path) -> Any:
