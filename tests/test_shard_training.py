@@ -138,3 +138,49 @@ def test_shards_train_like_bags_and_record_slides_they_lack(tmp_path: Path) -> N
         assert read_json(tmp_path / out / "stages" / "train" / "metrics.json")["summary"]["auc"]["mean"] > 0.9
     joined = a.merge(b, on="patient_id", suffixes=("_bags", "_shards"))
     assert (joined["predicted_class_bags"] == joined["predicted_class_shards"]).mean() >= 0.9
+
+
+def test_streamed_runs_repeat_exactly(tmp_path: Path) -> None:
+    bags, cohort, _ = make_bags(tmp_path, patients=16)
+    shard_bags(bags, per_shard=4)
+    text = WSI.format(cohort=cohort, bags=bags).replace(
+        "features: {folder: ", "features: {source: shards, folder: "
+    )
+    text = text.replace("epochs: 6", "epochs: 3").replace(
+        "batch_size: 4", "batch_size: 3, accumulate: 2, max_patches: 6"
+    )
+    assert run(tmp_path, text, "a") == 0
+    assert run(tmp_path, text, "b") == 0
+    first = pd.read_csv(tmp_path / "a" / "stages" / "train" / "predictions.csv")
+    pd.testing.assert_frame_equal(first, pd.read_csv(tmp_path / "b" / "stages" / "train" / "predictions.csv"))
+    assert first["patient_id"].is_unique and len(first) == 16
+
+
+@pytest.mark.slow
+def test_streamed_ddp_ranks_take_equal_steps(tmp_path: Path) -> None:
+    """Two gloo processes stream an odd cohort end to end (the equal shares themselves are checked in
+    test_shuffled_epochs_repeat_from_the_seed_and_ranks_get_equal_disjoint_shares). torchrun is started
+    as `python -m torch.distributed.run` so that it runs this interpreter's histo."""
+    import os
+    import subprocess
+    import sys
+
+    bags, cohort, _ = make_bags(tmp_path, patients=23)
+    shard_bags(bags, per_shard=5)
+    recipe = tmp_path / "ddp.yaml"
+    text = WSI.format(cohort=cohort, bags=bags).replace(
+        "features: {folder: ", "features: {source: shards, folder: "
+    )
+    # fold 2 trains on 13 patients: each rank gets 6, one patient sits out each epoch
+    recipe.write_text(text.replace("epochs: 6", "epochs: 4").replace("batch_size: 4", "batch_size: 5"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "histo", "run", str(recipe), "--out", str(tmp_path / "ddp"), "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_json(tmp_path / "ddp" / "summary.json")["world_size"] == 2
+    stage = tmp_path / "ddp" / "stages" / "train"
+    assert read_json(stage / "metrics.json")["summary"]["auc"]["mean"] > 0.8
+    predictions = pd.read_csv(stage / "predictions.csv")
+    assert predictions["patient_id"].is_unique and len(predictions) == 23
