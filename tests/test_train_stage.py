@@ -252,22 +252,23 @@ def test_predict_stage_runs_fold_models_on_new_bags(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ddp_training_under_torchrun(tmp_path: Path) -> None:
-    """Two CPU processes (gloo) train the same folds; rank 0 writes the outputs."""
+    """Two CPU processes (gloo) train the same folds; rank 0 writes the outputs. torchrun runs as
+    `python -m torch.distributed.run`: a `torchrun` script on PATH may belong to another environment
+    (and import another checkout's histo)."""
+    import importlib.util
     import os
-    import shutil
     import subprocess
     import sys
 
-    if shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists():
-        pytest.skip("torchrun is not installed beside this Python")
+    if importlib.util.find_spec("torch.distributed.run") is None:
+        pytest.skip("this torch has no torch.distributed.run (torchrun)")
     bags, cohort, _ = make_bags(tmp_path)
     recipe = tmp_path / "ddp.yaml"
     recipe.write_text(WSI.format(cohort=cohort, bags=bags).replace("epochs: 6", "epochs: 4"))
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "histo", "run", str(recipe),
-         "--out", str(tmp_path / "ddp"), "--quiet"],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "histo", "run", str(recipe), "--out", str(tmp_path / "ddp"), "--quiet"],
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

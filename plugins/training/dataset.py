@@ -11,6 +11,21 @@ from torch.utils.data import Dataset
 from .bags import SlideFeatures
 
 
+def limit_patches(
+    features: np.ndarray, coords: np.ndarray, max_patches: int | None, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_patches` rows: drawn at random with `rng` (training), else evenly spaced (evaluation
+    is deterministic). Shared by the in-memory and the streamed datasets so both sample alike."""
+    n = len(features)
+    if max_patches is None or n <= max_patches:
+        return features, coords
+    if rng is not None:
+        keep = np.sort(rng.choice(n, max_patches, replace=False))
+    else:
+        keep = np.linspace(0, n - 1, max_patches).round().astype(int)
+    return features[keep], coords[keep]
+
+
 class PatientDataset(Dataset[dict[str, Any]]):
     def __init__(
         self,
@@ -42,14 +57,7 @@ class PatientDataset(Dataset[dict[str, Any]]):
         return len(self.patients)
 
     def _limit(self, features: np.ndarray, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(features)
-        if self.max_patches is None or n <= self.max_patches:
-            return features, coords
-        if self.sample:
-            keep = np.sort(self.rng.choice(n, self.max_patches, replace=False))
-        else:
-            keep = np.linspace(0, n - 1, self.max_patches).round().astype(int)
-        return features[keep], coords[keep]
+        return limit_patches(features, coords, self.max_patches, self.rng if self.sample else None)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         patient = self.patients[index]

@@ -20,6 +20,8 @@ from .assemble import build_model
 from .config import LoopConfig, ModelConfig
 from .dataset import PatientDataset
 from .inputs import TrainingInputs
+from .shard_source import ShardFeatures
+from .stream import PatientStream
 from .trainer import FitResult, Predictions, fit, predict
 
 
@@ -27,9 +29,9 @@ from .trainer import FitResult, Predictions, fit, predict
 class FoldData:
     """The fold's datasets, built with transforms fitted on its training patients only."""
 
-    train: PatientDataset
-    val: PatientDataset
-    test: PatientDataset
+    train: PatientDataset | PatientStream
+    val: PatientDataset | PatientStream
+    test: PatientDataset | PatientStream
     dims: ModelDims
     omics_groups: dict[str, list[str]]
 
@@ -53,7 +55,13 @@ def prepare_fold(
         for name, ids in (("train", fold.train), ("val", fold.val), ("test", fold.test)):
             parts[name] = pipeline.transform(inputs.omics, ids)
 
-    def dataset(ids: list[str], part: str, sample: bool) -> PatientDataset:
+    def dataset(ids: list[str], part: str, sample: bool) -> PatientDataset | PatientStream:
+        if isinstance(inputs.features, ShardFeatures):  # streamed; only training is shuffled
+            return PatientStream(
+                ids, task.encode(labels.loc[ids]), slides=inputs.slides, features=inputs.features,
+                omics=parts[part], max_patches=loop.max_patches, sample=sample, shuffle=sample,
+                buffer=inputs.shuffle_buffer, seed=seed,
+            )  # fmt: skip
         return PatientDataset(
             ids, task.encode(labels.loc[ids]), slides=inputs.slides, features=inputs.features,
             omics=parts[part], max_patches=loop.max_patches, sample=sample, seed=seed,
@@ -143,6 +151,9 @@ def train_fold(
     )  # fmt: skip
     test = predict(model, data.test, loop.batch_size, device)
     data.train.sample = False  # the training reference is predicted like any evaluation set
+    if isinstance(data.train, PatientStream):  # every patient once, in shard order, on every rank
+        data.train.shuffle = False
+        data.train.split_ranks(0, 1)
     train_ref = predict(model, data.train, loop.batch_size, device)
     metrics = task.evaluate(
         test.logits, test.targets, train_logits=train_ref.logits, train_targets=train_ref.targets

@@ -65,6 +65,11 @@ def predict_bags(model_dir: Path, config: Any, ctx: StageContext) -> tuple[pd.Da
             f"{model_dir} is a multi-modal model: it needs a transcriptome; predict with a WSI-only "
             "(student) train stage"
         )
+    if config.features.source != "bags":
+        raise HistoError(
+            "the predict stage reads per-slide bags (random access, attention per slide): drop "
+            "`source: shards` from its `features`"
+        )
     features = SlideFeatures(feature_files(config.features, ctx))
     slide_ids = sorted(features.slides())
     if not slide_ids:

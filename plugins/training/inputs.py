@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,6 +16,7 @@ from histo.plugins.cohort import CohortConfig, OmicsConfig
 from histo.recipe import InputPath, StageRef
 
 from .bags import SlideFeatures
+from .shard_source import ShardFeatures
 
 
 class FeaturesConfig(BaseModel):
@@ -31,6 +32,15 @@ class FeaturesConfig(BaseModel):
     )
     encoder: str | None = Field(None, description="TRIDENT folders: which features_<encoder> to read")
     cache: bool = Field(True, description="keep bags in memory after the first read")
+    source: Literal["bags", "shards"] = Field(
+        "bags",
+        description="`bags`: read the per-slide bag files (random access, cached); `shards`: stream the "
+        "webdataset shards an extract stage wrote with `shards: true` (`shards/<mag>/index.json`), for "
+        "cohorts larger than memory",
+    )
+    shuffle_buffer: int = Field(
+        64, ge=1, description="with `source: shards`: patients held in memory to shuffle training order"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> FeaturesConfig:
@@ -60,14 +70,32 @@ def feature_files(config: FeaturesConfig, ctx: StageContext) -> dict[str, dict[s
     return {name: find_bags(root, encoder=config.encoder)}
 
 
+def shard_folders(config: FeaturesConfig, ctx: StageContext) -> dict[str, Path]:
+    """Magnification -> `shards/<mag>` folder of an extract stage (or a folder laid out like one)."""
+    root = ctx.stage_dir(config.stage) if config.stage else Path(config.folder or ".")
+    shards = root / "shards"
+    if not shards.is_dir():
+        raise HistoError(
+            f"{shards} does not exist: `source: shards` reads the webdataset shards of an extract stage "
+            "run with `shards: true`; set that and rerun extract, or use `source: bags`"
+        )
+    available = sorted(p.name for p in shards.iterdir() if p.is_dir() and not p.name.startswith("."))
+    wanted = config.magnifications or available
+    missing = [m for m in wanted if m not in available]
+    if missing or not wanted:
+        raise HistoError(f"{shards}: no shards for magnification(s) {missing or wanted}; found {available}")
+    return {mag: shards / mag for mag in wanted}
+
+
 @dataclass
 class TrainingInputs:
     labels: pd.DataFrame  # usable patients only, indexed by patient id
     slides: dict[str, list[str]]  # patient -> slides that have features
-    features: SlideFeatures | None
+    features: SlideFeatures | ShardFeatures | None
     omics: Any  # histo.plugins.cohort.OmicsTable or None
     report: dict[str, Any]
     label_column: str | None
+    shuffle_buffer: int = 64
 
 
 def load_inputs(
@@ -100,10 +128,13 @@ def load_inputs(
             ctx.record_failure(str(patient), f"no expression row in {omics.file}", kind="omics")
         keep &= has_omics
 
-    features = None
+    features: SlideFeatures | ShardFeatures | None = None
     slides: dict[str, list[str]] = {}
     if features_config is not None:
-        features = SlideFeatures(feature_files(features_config, ctx), cache=features_config.cache)
+        if features_config.source == "shards":
+            features = ShardFeatures(shard_folders(features_config, ctx))
+        else:
+            features = SlideFeatures(feature_files(features_config, ctx), cache=features_config.cache)
         for patient in labels.index:
             listed = cohort.slides.get(patient, [])
             found = [s for s in listed if features.has_slide(s)]
@@ -123,4 +154,6 @@ def load_inputs(
     available = features.slides() if features is not None else None
     report = cohort_report(cohort, omics, available)
     report["usable_patients"] = len(usable)
-    return TrainingInputs(usable, slides, features, omics, report, getattr(task.config, "column", None))
+    buffer = features_config.shuffle_buffer if features_config is not None else 64
+    column = getattr(task.config, "column", None)
+    return TrainingInputs(usable, slides, features, omics, report, column, buffer)

@@ -13,13 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from histo.io import atomic_path
 
 from .collate import collate, to_device
 from .config import LoopConfig, OptimConfig
 from .dataset import PatientDataset
+from .stream import PatientStream
+
+Items = PatientDataset | PatientStream
 
 
 @dataclass
@@ -77,12 +80,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def predict(
     model: nn.Module,
-    dataset: PatientDataset,
+    dataset: Items,
     batch_size: int,
     device: torch.device,
     keep: tuple[str, ...] = (),
 ) -> Predictions:
-    """Logits for every item, in dataset order; `keep` names extra outputs to collect (e.g. attention)."""
+    """Logits for every item, in dataset order; `keep` names extra outputs to collect (e.g. attention).
+
+    A stream yields in shard order; its predictions are put back in `dataset.patients` order (extras,
+    collected per batch, cannot be, so a stream takes no `keep`).
+    """
+    streamed = isinstance(dataset, IterableDataset)
+    if streamed and keep:
+        raise ValueError("extra outputs are collected per batch; predict them from a PatientDataset")
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     ids: list[str] = []
@@ -97,7 +107,12 @@ def predict(
         for k in keep:
             if k in out:
                 extras[k].append(out[k])
-    return Predictions(ids, torch.cat(logits).numpy(), torch.cat(targets).numpy(), extras)
+    result = Predictions(ids, torch.cat(logits).numpy(), torch.cat(targets).numpy(), extras)
+    if streamed:
+        position = {p: i for i, p in enumerate(dataset.patients)}
+        order = np.argsort([position[p] for p in ids], kind="stable")
+        result = Predictions([ids[i] for i in order], result.logits[order], result.targets[order], extras)
+    return result
 
 
 def training_loss(task: Any, out: dict[str, Any], target: torch.Tensor) -> torch.Tensor:
@@ -130,11 +145,29 @@ def _score(metrics: dict[str, float], metric: str, mode: str) -> float:
     return value if mode == "max" else -value
 
 
+def _update(
+    trained: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loop: LoopConfig,
+    coordinator: Any,
+    out: dict[str, Any],
+    target: torch.Tensor,
+) -> None:
+    """One optimiser step on the accumulated gradients (coordinated and clipped where configured)."""
+    if coordinator is not None:
+        coordinator.coordinate(_unwrap(trained), out, target)
+    if loop.optimizer.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), loop.optimizer.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def fit(
     model: nn.Module,
     task: Any,
-    train: PatientDataset,
-    val: PatientDataset,
+    train: Items,
+    val: Items,
     loop: LoopConfig,
     out_dir: Path,
     *,
@@ -148,6 +181,9 @@ def fit(
     world_size: int = 1,
 ) -> FitResult:
     """Train, select the epoch with the best validation metric, leave best.pt and last.pt in out_dir.
+
+    `train` may be a `PatientStream`: it shuffles itself from `rng` (reseeded per epoch here) and gives
+    each DDP rank an equal share of patients, in place of the shuffling loader / DistributedSampler.
 
     With `teacher` and `distiller`, the frozen teacher's outputs on the same batch feed the distillation
     loss, which is added to the task loss.
@@ -186,17 +222,20 @@ def fit(
         began = time.monotonic()
         train.rng = np.random.default_rng([seed, epoch])  # patch sampling repeats exactly on resume
         generator = torch.Generator().manual_seed(seed * 1009 + epoch)
-        sampler = None
-        if world_size > 1:
+        sampler: DistributedSampler[dict[str, Any]] | None = None
+        streamed = isinstance(train, PatientStream)
+        if isinstance(train, PatientStream):
+            train.split_ranks(rank, world_size)
+        elif world_size > 1:
             sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
             sampler.set_epoch(epoch)
         loader = DataLoader(
             train,
             batch_size=loop.batch_size,
-            shuffle=sampler is None,
+            shuffle=sampler is None and not streamed,
             sampler=sampler,
             collate_fn=collate,
-            generator=generator,
+            generator=None if streamed else generator,
             num_workers=loop.num_workers,
             pin_memory=device.type == "cuda",
             drop_last=len(train) > loop.batch_size and len(train) % loop.batch_size == 1,
@@ -204,6 +243,9 @@ def fit(
         trained.train()
         optimizer.zero_grad(set_to_none=True)
         losses = []
+        step: int = 0  # step, out and batch are read after the loop: the last, partial accumulation
+        out: dict[str, Any] = {}
+        batch: dict[str, Any] = {}
         for step, batch in enumerate(loader, 1):
             batch = to_device(batch, device)
             out = trained(batch)
@@ -214,13 +256,10 @@ def fit(
                 loss = loss + distiller(out, teacher_out)
             (loss / loop.accumulate).backward()
             losses.append(float(loss.detach()))
-            if step % loop.accumulate == 0 or step == len(loader):
-                if coordinator is not None:
-                    coordinator.coordinate(_unwrap(trained), out, batch["target"])
-                if loop.optimizer.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), loop.optimizer.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            if step % loop.accumulate == 0:
+                _update(trained, model, optimizer, loop, coordinator, out, batch["target"])
+        if step % loop.accumulate:  # the last, partial accumulation (a stream's length is not known ahead)
+            _update(trained, model, optimizer, loop, coordinator, out, batch["target"])
         schedule.step()
 
         val_pred = predict(model, val, loop.batch_size, device)
