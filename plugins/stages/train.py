@@ -64,7 +64,8 @@ class TrainConfig(BaseModel):
     attention_maps: bool = Field(
         True,
         description="save each test patient's patch attention, from the fold that tested it, as "
-        "attention/<slide>.npz (a teacher's per gene group too) for the heatmaps stage",
+        "attention/<slide>.npz (a teacher's per gene group too) for the heatmaps stage; bag files only, "
+        "not with `features.source: shards`",
     )
 
 
@@ -142,7 +143,7 @@ class TrainStage(Stage[TrainConfig]):
                 "train_median_risk": test.extras.get("train_median_risk"),
             }  # fmt: skip
             if ctx.is_main:
-                if config.attention_maps and inputs.features is not None:
+                if config.attention_maps and _random_access(inputs.features):
                     _write_attention(fold_dir, data.test, ctx)
                 write_json_atomic(fold_dir / "history.json", result.history)
                 write_csv(frame, fold_dir / "test_predictions.csv")
@@ -167,6 +168,13 @@ class TrainStage(Stage[TrainConfig]):
             ctx.add_artifact(ctx.out_dir / name, description)
         ctx.add_metrics(**{k: round(v["mean"], 4) for k, v in metrics["summary"].items()},
                         folds=len(folds), patients=len(inputs.labels))  # fmt: skip
+
+
+def _random_access(features: Any) -> bool:
+    """Whether attention maps can be cut back into slides: bag files, not a stream of shards."""
+    from histo.plugins.training.bags import SlideFeatures
+
+    return isinstance(features, SlideFeatures)
 
 
 def _write_attention(fold_dir: Path, test: Any, ctx: StageContext) -> None:
