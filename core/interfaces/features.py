@@ -20,6 +20,10 @@ class FeatureExtractor(ABC):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     output_dim: int
+    # On a CPU, the most intra-op threads worth giving the module (None: as many as the cores the
+    # readers leave). A module of many small ops can run slower on 2 threads than on 1; with a cap,
+    # the cores it leaves go to reader workers instead.
+    max_threads: int | None = None
 
     @abstractmethod
     def build(self) -> torch.nn.Module:

@@ -42,7 +42,9 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def default_num_workers(processes_per_node: int = 1, device: str = "cpu") -> int:
+def default_num_workers(
+    processes_per_node: int = 1, device: str = "cpu", max_threads: int | None = None
+) -> int:
     """Reader processes per extraction process.
 
     CUDA: every core but one reads, at most 32, since reading is the limit there (efficientnet_lite0
@@ -51,11 +53,14 @@ def default_num_workers(processes_per_node: int = 1, device: str = "cpu") -> int
     core embeds about 25 (efficientnet_lite0), so the model gets the cores: no worker on 2 cores or
     fewer (reading in the main process cost 7% of the model's time, while a worker took half of
     its threads: 37 against 27 patches/s end to end on an idle 2-core machine), one reader per 4
-    cores beyond that, at most 8.
+    cores beyond that, at most 8. An extractor whose module wants at most `max_threads` threads
+    (`FeatureExtractor.max_threads`, e.g. `handcrafted`) leaves the other cores to readers.
     """
     cores = available_cores() // max(1, processes_per_node)
     if device.startswith("cuda"):
         return max(0, min(32, cores - 1))
+    if max_threads is not None:
+        return max(0, min(8, cores - max_threads))
     if cores <= 2:
         return 0
     return min(8, max(1, cores // 4))
@@ -143,10 +148,15 @@ class Engine:
         self.extractor = extractor
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.num_workers = default_num_workers(1, self.device.type) if num_workers is None else num_workers
+        cap = getattr(extractor, "max_threads", None)
+        if num_workers is None:
+            num_workers = default_num_workers(1, self.device.type, cap)
+        self.num_workers = num_workers
         self.autocast = resolve_precision(precision, self.device)
         self.cuda = self.device.type == "cuda"
         self.threads = default_threads(self.num_workers) if threads is None else threads
+        if threads is None and cap is not None and self.threads is not None:
+            self.threads = min(self.threads, cap)
         if self.cuda:
             self.threads = None  # the CPU only feeds the device
         model = set_eval(model).to(self.device)

@@ -248,6 +248,9 @@ class Handcrafted(FeatureExtractor):
     mean = (0.0, 0.0, 0.0)
     std = (1.0, 1.0, 1.0)
     output_dim = len(FEATURE_NAMES)
+    # hundreds of small ops per batch: one thread ran 2,600 patches/s, two threads on a busy 2-core
+    # machine 30 (docs/performance.md); it is read-bound anyway, so spare cores read
+    max_threads = 1
 
     def __init__(self, config: HandcraftedConfig) -> None:
         self.config = config

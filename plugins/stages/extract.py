@@ -58,7 +58,8 @@ class ExtractConfig(BaseModel):
         ge=0,
         description="reader processes per extraction process; default on CUDA: cores - 1 (at most 32, "
         "reading is the limit there); on the CPU, where the model needs the cores: none on 2 cores or "
-        "fewer, else one per 4 cores (at most 8)",
+        "fewer, else one per 4 cores (at most 8); an extractor capped at `max_threads` leaves the rest "
+        "to readers",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="autocast dtype; auto is bf16 on CUDA and fp32 on CPU"
@@ -162,7 +163,9 @@ class ExtractStage(Stage[ExtractConfig]):
         device = self._device(ctx.device)
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         workers = (
-            cfg.num_workers if cfg.num_workers is not None else default_num_workers(per_node, device.type)
+            cfg.num_workers
+            if cfg.num_workers is not None
+            else default_num_workers(per_node, device.type, getattr(extractor, "max_threads", None))
         )
         engine = Engine(
             extractor,
