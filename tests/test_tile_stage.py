@@ -99,6 +99,23 @@ def test_bad_slides_are_recorded_and_the_rest_goes_on(
         assert max(qc.size) <= 1024 + 16 and qc.size[0] > 700
 
 
+def test_a_slide_without_any_tissue_patch_is_a_recorded_failure(
+    run_tile: RunTile, slides_dir: Path, tmp_path: Path
+) -> None:
+    """OpenSlide's 16 x 16 px `small.svs` opens and reads, but no 256 px patch fits: an empty bag
+    would reach the models as a silent zero, so the slide is skipped with the reason."""
+    folder = link(slides_dir, tmp_path / "slides", [f"{CMU}.svs", "openslide-fixtures/small.svs"])
+    result = run_tile({"slides": str(folder), "qc_thumbnails": False})
+    table = rows(result)
+    assert table[CMU]["status"] == "ok" and table["small"]["status"] == "failed"
+    assert "no 256 px patch at 10x, 20x has 50% tissue or more" in table["small"]["error"]
+    assert "min_tissue" in table["small"]["error"]
+    out = result.run_dir / "stages" / "tile"
+    assert not (out / "coords" / "20x" / "small.h5").exists()
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert [f["item"] for f in failures] == ["small"]
+
+
 def test_override_makes_a_slide_without_mpp_work(run_tile: RunTile, slides_dir: Path, tmp_path: Path) -> None:
     folder = link(slides_dir, tmp_path / "slides", [f"{TCGA}.svs"])
     result = run_tile({"slides": str(folder), "mpp_overrides": {TCGA: 0.25}, "qc_thumbnails": False})
@@ -362,12 +379,16 @@ def test_torchrun_ranks_split_the_slides(slides_dir: Path, tmp_path: Path) -> No
     args = (2, str(folder), str(out), str(tmp_path / "init"), str(report))
     mp.spawn(_tile_as_rank, args=args, nprocs=2, join=True)
     ranks = [json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0]["metrics"] == ranks[1]["metrics"] == {
-        "slides": 2,
-        "failed": 1,
-        "patches_10x": ranks[0]["metrics"]["patches_10x"],
-        "patches_20x": ranks[0]["metrics"]["patches_20x"],
-    }
+    assert (
+        ranks[0]["metrics"]
+        == ranks[1]["metrics"]
+        == {
+            "slides": 2,
+            "failed": 1,
+            "patches_10x": ranks[0]["metrics"]["patches_10x"],
+            "patches_20x": ranks[0]["metrics"]["patches_20x"],
+        }
+    )
     assert sum(len(r["failures"]) for r in ranks) == 1  # each slide tiled by exactly one rank
     with (out / "slides.csv").open(newline="") as fh:
         table = {row["slide_id"]: row["status"] for row in csv.DictReader(fh)}

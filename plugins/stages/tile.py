@@ -259,6 +259,13 @@ class TileStage(Stage[TileConfig]):
         )
         mask = segmenter.segment(slide)
         grids = tile(mask, plans, cfg.min_tissue, slide.dimensions, cfg.parent_rule)
+        if not any(len(grid) for grid in grids):  # an empty bag would reach the models as a silent zero
+            raise HistoError(
+                f"slide {row.slide_id}: no {cfg.patch_size} px patch at "
+                f"{', '.join(m.name for m in magnifications)} has {cfg.min_tissue:.0%} tissue or more "
+                f"(slide {slide.dimensions[0]} x {slide.dimensions[1]} px at {mpp.mean:.3g} µm/px); lower "
+                "`min_tissue` or check the tissue detection (`segmenter`) if the slide does hold tissue"
+            )
         width, height = slide.dimensions
         attrs: dict[str, Any] = {
             "slide_id": row.slide_id,
