@@ -153,7 +153,7 @@ def measure(name: str, extractor: Any, job: PatchJob, args: argparse.Namespace, 
             same += f", min cosine {cosine.min():.5f}"
         default = f"{rate['default']:>9.1f}" if args.compare_threads else f"{'-':>9}"
         layout_name = ("on" if engine.channels_last else "off") + ("*" if layout == "auto" else "")
-        dtype = str(engine.autocast or torch.float32).removeprefix("torch.").replace("bfloat", "bf")
+        dtype = engine.precision
         cores = f"{engine.workers_for(n):>2}w/{threads or torch.get_num_threads()}t"
         print(
             f"{name:<18} {layout_name:<4} {dtype:<7} {cores}"

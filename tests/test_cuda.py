@@ -17,17 +17,18 @@ import torch
 
 from histo.cli import main
 from histo.io import read_json
+from histo.plugins.extractors.patches import PatchJob
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def real_patch_job(slide: Path, folder: Path, n: int) -> object:
+def real_patch_job(slide: Path, folder: Path, n: int) -> PatchJob:
     """`n` patches of 224 px on a regular grid of the real slide, as the tile stage would list them."""
     import h5py
     import openslide
 
     from histo.plugins.extractors.coords import read_grid
-    from histo.plugins.extractors.patches import PatchJob, SlideSource
+    from histo.plugins.extractors.patches import SlideSource
     from histo.plugins.readers.openslide_reader import OpenSlideReader
 
     with openslide.OpenSlide(str(slide)) as handle:
@@ -50,16 +51,16 @@ def test_bf16_channels_last_features_match_fp32_on_the_cpu(slides_dir: Path, tmp
     cpu = Engine(extractor, extractor.build(), batch_size=32, num_workers=0, precision="fp32")
     gpu = Engine(extractor, extractor.build(), device="cuda", batch_size=32, num_workers=2)
     assert gpu.autocast == torch.bfloat16 and gpu.channels_last and gpu.threads is None
-    assert gpu.loader([job]).pin_memory  # type: ignore[list-item]
-    (reference,) = cpu.bags([job])  # type: ignore[list-item]
-    (bag,) = gpu.bags([job])  # type: ignore[list-item]
+    assert gpu.loader([job]).pin_memory
+    (reference,) = cpu.bags([job])
+    (bag,) = gpu.bags([job])
     assert bag.valid.all() and bag.features.dtype == np.float32
     # bf16 keeps 8 bits of mantissa through ~50 layers: on an H200 the features of 96 real patches had
     # cosine 0.988-0.9997 (mean 0.997) to fp32 on the CPU
     cosine = cosines(bag.features, reference.features)
     assert cosine.min() > 0.98 and cosine.mean() > 0.995, (cosine.min(), cosine.mean())
     fp32 = Engine(extractor, extractor.build(), device="cuda", batch_size=32, num_workers=0, precision="fp32")
-    (full,) = fp32.bags([job])  # type: ignore[list-item]
+    (full,) = fp32.bags([job])
     cosine = cosines(full.features, reference.features)  # TF32 convolutions where cuDNN allows them
     assert cosine.min() > 0.999, cosine.min()
 

@@ -363,6 +363,7 @@ def test_bag_files_carry_the_coords_and_the_extractor(slide: Path, tmp_path: Pat
     assert len(bag.attrs["extractor_hash"]) == 16 and bag.attrs["histo_version"]
     summary = json.loads((ctx.out_dir / "extraction.json").read_text())
     assert summary["extractor_hash"] == bag.attrs["extractor_hash"] and summary["mean"] == [0.0, 0.0, 0.0]
+    assert (summary["device"], summary["precision"], summary["precision_used"]) == ("cpu", "auto", "fp32")
     assert find_bags(ctx.out_dir) == {"s": bag.path}
 
 

@@ -169,6 +169,11 @@ class Engine:
         self.std = torch.tensor(extractor.std, dtype=torch.float32, device=self.device).view(shape)
         self.normalise = tuple(extractor.mean) != (0, 0, 0) or tuple(extractor.std) != (1, 1, 1)
 
+    @property
+    def precision(self) -> str:
+        """What the model runs in, `auto` resolved: fp32, bf16 or fp16."""
+        return next(name for name, dtype in AUTOCAST.items() if dtype == self.autocast)
+
     def workers_for(self, n_patches: int) -> int:
         return self.num_workers if n_patches > self.batch_size else 0  # a few patches: no fork
 

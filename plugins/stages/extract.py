@@ -108,11 +108,7 @@ class ExtractStage(Stage[ExtractConfig]):
         ran: dict[str, str] = {}
         try:  # this process's share of the slides
             engine = self._engine(ctx, extractor, model)
-            dtype = str(engine.autocast or "fp32").removeprefix("torch.")
-            ran = {
-                "device": str(engine.device),
-                "precision_used": dtype.replace("bfloat", "bf").replace("float", "fp"),
-            }
+            ran = {"device": str(engine.device), "precision_used": engine.precision}
             run = _Extraction(
                 ctx, tiles, mags, engine, features_dir, digest, file_attrs, cfg.feature_dtype, counts
             )
