@@ -392,3 +392,11 @@ def test_c_index_without_comparable_pairs_is_nan_not_an_error() -> None:
     assert math.isnan(harrell_c_index(np.array([0.3, 0.1]), np.array([5.0, 1.0]), np.array([1, 0])))
     assert math.isnan(harrell_c_index(np.array([0.3, np.nan]), np.array([1.0, 2.0]), np.array([1, 1])))
     assert harrell_c_index(np.array([0.9, 0.1]), np.array([1.0, 2.0]), np.array([1, 1])) == 1.0
+
+
+def test_survival_metrics_without_comparable_pairs_say_why() -> None:
+    from histo.plugins.tasks.metrics import survival_metrics
+
+    result = survival_metrics(np.array([0.3, 0.1]), np.array([5.0, 1.0]), np.array([1, 0]))
+    assert math.isnan(result.metrics["c_index"])
+    assert any("no comparable pair" in note for note in result.notes)

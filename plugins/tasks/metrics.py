@@ -158,6 +158,8 @@ def survival_metrics(
         return result
 
     metrics["c_index"] = harrell_c_index(risk, time, event)
+    if np.isnan(metrics["c_index"]):
+        result.note("no comparable pair (every event after every censoring time): C-index NaN")
 
     test = structured(time, event)
     if train_time is not None and train_event is not None and len(train_time) > 0:
