@@ -360,3 +360,41 @@ stages:
     maps = read_weight_maps(tmp_path / "run" / "stages" / "train" / "attention" / "S00-0.npz")
     assert sorted(m.name for m in maps) == ["attention", "attention_microenvironment", "attention_tumour"]
     assert all(m.magnification == "20x" and np.isfinite(m.weights).all() for m in maps)
+
+
+def test_predict_stage_gives_survival_risk_groups(tmp_path: Path) -> None:
+    """A WSI survival model on new bags: fold-mean risk, risk centred on each fold's training median,
+    high/low groups from it, and the mean survival curve per bin."""
+    bags, cohort, _ = make_bags(tmp_path)
+    table = pd.read_csv(cohort)
+    tumour = (table["diagnosis"] == "tumour").to_numpy()
+    rng = np.random.default_rng(5)
+    noise = table["patient_id"].map({p: rng.uniform(0.5, 1.5) for p in table["patient_id"]})
+    table["time"] = np.where(tumour, 5.0, 20.0) * noise  # one value per patient, whatever its slides
+    table["event"] = table["patient_id"].map({p: int(rng.random() < 0.8) for p in table["patient_id"]})
+    table.to_csv(cohort, index=False)
+    new_bags, _, _ = make_bags(tmp_path / "new", patients=6, seed=9)
+    text = f"""\
+seed: 2
+stages:
+  train:
+    stage: train
+    params:
+      cohort: {{table: {cohort}, time_column: time, event_column: event}}
+      features: {{folder: {bags}}}
+      task: {{name: survival, params: {{bins: 3}}}}
+      model: {{slide_encoder: {{name: abmil, params: {{hidden: 16, attention_dim: 8}}}}}}
+      splits: {{folds: 3, stratify: event}}
+      training: {{epochs: 4, batch_size: 4, optimizer: {{lr: 0.005}}}}
+  predict:
+    stage: predict
+    params: {{model_stage: train, features: {{folder: {new_bags}}}}}
+"""
+    assert run(tmp_path, text) == 0
+    slides = pd.read_csv(tmp_path / "run" / "stages" / "predict" / "slide_predictions.csv")
+    assert len(slides) == 9 and (slides["folds"] == 3).all()
+    assert {"risk", "risk_centred", "risk_group", "survival_bin0", "survival_bin2"} <= set(slides.columns)
+    assert set(slides["risk_group"]) <= {"high", "low"}
+    assert (slides["risk_group"] == "high").equals(slides["risk_centred"] > 0)
+    curves = slides.filter(like="survival_bin").to_numpy()
+    assert ((curves > 0) & (curves <= 1)).all() and (np.diff(curves, axis=1) <= 1e-12).all()

@@ -18,7 +18,7 @@ from .bags import SlideFeatures
 from .dataset import PatientDataset
 from .folds import load_model
 from .inputs import feature_files
-from .outputs import write_csv
+from .outputs import add_output_columns, class_names, write_csv
 from .trainer import predict
 
 
@@ -101,15 +101,11 @@ def predict_bags(model_dir: Path, config: Any, ctx: StageContext) -> tuple[pd.Da
                             if isinstance(weights, torch.Tensor) and weights.dim() == 2:
                                 attention.setdefault((patient, mag), []).append(weights[0].cpu().numpy())
         frame = pd.DataFrame({"id": ids, "folds": len(per_fold)})
-        for key in per_fold[0]:
-            mean = np.mean([f[key] for f in per_fold], axis=0)
-            if mean.ndim == 1:
-                frame[key] = mean
-            elif key == "probabilities":
-                names = getattr(task.config, "classes", None) or [str(i) for i in range(mean.shape[1])]
-                for i, name in enumerate(names):
-                    frame[f"prob_{name}"] = mean[:, i]
-                frame["predicted_class"] = [names[i] for i in mean.argmax(1)]
+        means = {key: np.mean([f[key] for f in per_fold], axis=0) for key in per_fold[0]}
+        add_output_columns(frame, task, means)
+        if "probabilities" in means:
+            names = class_names(task, means["probabilities"].shape[1])
+            frame["predicted_class"] = [names[i] for i in means["probabilities"].argmax(1)]
         if "risk_centred" in frame:
             frame["risk_group"] = np.where(frame["risk_centred"] > 0, "high", "low")
         if keep_attention:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,27 @@ def prediction_frame(
     else:
         classes = getattr(task.config, "classes", None)
         frame["target"] = [classes[int(t)] if classes else int(t) for t in targets]
+    add_output_columns(frame, task, outputs)
+    return frame
+
+
+def add_output_columns(frame: pd.DataFrame, task: Any, outputs: Mapping[str, Any]) -> None:
+    """The task's per-sample outputs as columns: 1-D ones as they are, `prob_<class>` per class,
+    `survival_bin<k>` per survival bin (other 2-D outputs, e.g. hazards, are left out)."""
     for key, value in outputs.items():
         value = np.asarray(value)
         if value.ndim == 1:
             frame[key] = value
         elif key == "probabilities":
-            names = getattr(task.config, "classes", None) or [str(i) for i in range(value.shape[1])]
-            for i, name in enumerate(names):
+            for i, name in enumerate(class_names(task, value.shape[1])):
                 frame[f"prob_{name}"] = value[:, i]
         elif key == "survival":
             for i in range(value.shape[1]):
                 frame[f"survival_bin{i}"] = value[:, i]
-    return frame
+
+
+def class_names(task: Any, count: int) -> list[str]:
+    return getattr(task.config, "classes", None) or [str(i) for i in range(count)]
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
