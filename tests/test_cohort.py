@@ -194,8 +194,9 @@ def test_conflicting_patient_rows_are_an_error(
     )
     path = write(tmp_path, text)
     target = column if column == "grade" else "(time|event)"
-    with pytest.raises(HistoError, match=rf"disagree on '{target}'.*patient p1 \(row 3: .*, row 4: "):
+    with pytest.raises(HistoError, match=rf"disagree on '{target}'.*patient p1 \(row 3: .*, row 4: ") as info:
         load(path, **fields)
+    assert "np." not in str(info.value), "cell values are shown as plain Python values"
 
 
 def test_patient_rows_agreeing_up_to_float_formatting_are_fine(tmp_path: Path) -> None:

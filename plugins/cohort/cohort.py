@@ -20,7 +20,7 @@ from histo.errors import HistoError
 from histo.recipe.refs import InputPath
 
 from .exclusions import Exclusion
-from .table import few, read_table, require_columns, rows_text
+from .table import few, read_table, require_columns, rows_text, shown
 
 TRUE_WORDS = {"1", "1.0", "true", "yes"}
 FALSE_WORDS = {"0", "0.0", "false", "no"}
@@ -138,7 +138,7 @@ def _check_consistent(frame: pd.DataFrame, patients: pd.Series, column: str, pat
         details = []
         for patient in conflicting[:3]:
             rows = patients.index[(patients == patient) & present]
-            pairs = ", ".join(f"row {r}: {frame.at[r, column]!r}" for r in rows)
+            pairs = ", ".join(f"row {r}: {shown(frame.at[r, column])}" for r in rows)
             details.append(f"patient {patient} ({pairs})")
         more = f" and {len(conflicting) - 3} more patients" if len(conflicting) > 3 else ""
         raise HistoError(
@@ -244,8 +244,8 @@ def load_cohort(config: CohortConfig) -> Cohort:
         for patient, value in collapsed["time"].items():
             if np.isnan(value):
                 raw = raw_time.loc[rows_of[patient]].dropna()
-                shown = f"not a number ({raw.iloc[0]!r})" if len(raw) else "empty"
-                exclude(patient, f"survival time ({config.time_column}) is {shown}")
+                found = f"not a number ({shown(raw.iloc[0])})" if len(raw) else "empty"
+                exclude(patient, f"survival time ({config.time_column}) is {found}")
             elif not np.isfinite(value) or value < 0:
                 exclude(
                     patient, f"survival time ({config.time_column}) is {value:g}; it must be >= 0 and finite"

@@ -21,7 +21,7 @@ from histo.recipe.refs import InputPath
 
 from .exclusions import Exclusion
 from .genesets import GeneGroupsConfig, resolve_groups
-from .table import few, read_table, rows_text
+from .table import few, read_table, rows_text, shown
 from .transforms import OmicsPreprocessConfig
 
 ALL_GENES = "all"
@@ -100,7 +100,7 @@ def _numeric(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         rows = text.index[text[genes[0]]].tolist()
         raise HistoError(
             f"{path}: gene column(s) {few(genes)} hold text that is not a number (e.g. {genes[0]!r} on "
-            f"{rows_text(rows, 3)}: {frame.at[rows[0], genes[0]]!r}). Remove non-expression columns or "
+            f"{rows_text(rows, 3)}: {shown(frame.at[rows[0], genes[0]])}). Remove non-expression columns or "
             "set patient_column."
         )
     return values.astype(float)

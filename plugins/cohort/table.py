@@ -44,6 +44,12 @@ def rows_text(rows: Iterable[int], limit: int = 8) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
+def shown(value: object) -> str:
+    """A cell value as a message shows it: `'G2'` or `6.54`, never `np.float64(6.54)`."""
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) else value)
+
+
 def few(items: Iterable[object], limit: int = 5) -> str:
     """The first few items, comma-separated, with a count of the rest."""
     items = list(items)
