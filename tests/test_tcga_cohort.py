@@ -396,3 +396,40 @@ def test_shipped_recipe_builds_and_trains_on_tcga_stad(shared_data: Path, tmp_pa
     predictions = pd.read_csv(train / "predictions.csv")
     assert set(predictions["patient_id"]) == set(cohort["patient_id"])
     assert json.loads((train / "cohort_report.json").read_text())["usable_patients"] == 307
+
+
+def test_cli_builds_the_same_cohort(shared_data: Path, tmp_path: Path) -> None:
+    gdc = tmp_path / "gdc"
+    write_example(gdc, shared_data, cases=40)
+    stad = shared_data / "omics" / "tcga_stad"
+    code = main(
+        [
+            "cohort",
+            "tcga",
+            "--out",
+            str(tmp_path / "out"),
+            "--clinical",
+            str(stad / "clinical.csv"),
+            "--clinical-columns",
+            "case_id",
+            "survival_months",
+            "censorship",
+            "--censored",
+            "--slides",
+            str(gdc / "slides"),
+            "--sample-sheet",
+            str(gdc / "gdc_sample_sheet.tsv"),
+            "--slide-type",
+            "DX",
+            "--slide-type",
+            "TS",
+        ]
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "match_report.json").read_text())
+    assert report["settings"]["slide_types"] == ["DX", "TS"] and report["expression"] is None
+    table = pd.read_csv(tmp_path / "out" / "cohort.csv")
+    assert table["slide_type"].isin(["DX", "TS"]).all() and (table["slide_type"] == "TS").any()
+    assert (
+        main(["cohort", "tcga", "--out", str(tmp_path / "x"), "--clinical", str(tmp_path / "none.tsv")]) == 1
+    )

@@ -112,6 +112,11 @@ def _detect(path: Path) -> str:
 def read_survival(config: ClinicalConfig, unit: str = "months") -> Survival:
     """Survival per case in `unit` (days or months); see the module docstring for each format."""
     path = Path(config.table)
+    if not path.is_file():
+        raise HistoError(
+            f"{path}: no such file; check clinical.table (relative paths are resolved from the directory "
+            "histo runs in)"
+        )
     fmt = _detect(path) if config.format == "auto" else config.format
     if fmt == "gdc":
         frame = read_table(path, [*GDC_CASE, "vital_status", "demographic.vital_status"])
