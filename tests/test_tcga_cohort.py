@@ -433,3 +433,49 @@ def test_cli_builds_the_same_cohort(shared_data: Path, tmp_path: Path) -> None:
     assert (
         main(["cohort", "tcga", "--out", str(tmp_path / "x"), "--clinical", str(tmp_path / "none.tsv")]) == 1
     )
+
+
+WSI = """\
+seed: 1
+stages:
+  cohort:
+    stage: tcga_cohort
+    params:
+      clinical: {{table: {stad}/clinical.csv, format: columns, patient_column: case_id,
+                  time_column: survival_months, event_column: censorship, event_is: censored}}
+      slides: {gdc}/slides
+      sample_sheets: [{gdc}/gdc_sample_sheet.tsv]
+  tile:
+    stage: tile
+    params: {{slides_from: cohort, magnifications: ["5x"], patch_size: 64, qc_thumbnails: false}}
+  extract:
+    stage: extract
+    params: {{tiles: tile, extractor: {{name: handcrafted, params: {{input_size: 32}}}}}}
+  train:
+    stage: train
+    params:
+      data_from: cohort
+      cohort: {{table: cohort.csv, time_column: time, event_column: event}}
+      features: {{stage: extract}}
+      task: {{name: survival, params: {{loss: cox}}}}
+      model: {{slide_encoder: mean}}
+      splits: {{folds: 2, stratify: event}}
+      training: {{epochs: 1, batch_size: 8}}
+"""
+
+
+@pytest.mark.slow
+def test_the_cohorts_slides_are_tiled_and_trained_on(shared_data: Path, tmp_path: Path) -> None:
+    """tile `slides_from` the cohort stage reads exactly its chosen slides (frozen and normal ones not)."""
+    gdc = tmp_path / "gdc"
+    write_example(gdc, shared_data, cases=12)
+    recipe = tmp_path / "wsi.yaml"
+    recipe.write_text(WSI.format(stad=shared_data / "omics" / "tcga_stad", gdc=gdc))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    stages = tmp_path / "run" / "stages"
+    cohort = pd.read_csv(stages / "cohort" / "cohort.csv")
+    tiled = pd.read_csv(stages / "tile" / "slides.csv")
+    assert sorted(tiled["slide_id"] + ".svs") == sorted(cohort["slide_id"])
+    assert cohort["slide_id"].str.contains("-DX").all()
+    predictions = pd.read_csv(stages / "train" / "predictions.csv")
+    assert set(predictions["patient_id"]) == set(cohort["patient_id"])
