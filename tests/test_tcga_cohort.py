@@ -479,3 +479,18 @@ def test_the_cohorts_slides_are_tiled_and_trained_on(shared_data: Path, tmp_path
     assert cohort["slide_id"].str.contains("-DX").all()
     predictions = pd.read_csv(stages / "train" / "predictions.csv")
     assert set(predictions["patient_id"]) == set(cohort["patient_id"])
+
+
+def test_event_words_in_a_columns_table_are_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "clin.csv"
+    path.write_text("case,days,status\nTCGA-AA-0001,3,Dead\nTCGA-AA-0002,4,1\n")
+    config = ClinicalConfig(
+        table=path,
+        format="columns",
+        patient_column="case",
+        time_column="days",
+        event_column="status",
+        time_unit="days",
+    )
+    with pytest.raises(HistoError, match=r"row 2: 'Dead'.*GDC format"):
+        read_survival(config)

@@ -164,6 +164,13 @@ def read_survival(config: ClinicalConfig, unit: str = "months") -> Survival:
         )
         raw = frame[config.event_column].astype("string").str.strip().str.lower()
         one, zero = raw.isin({"1", "1.0", "true"}), raw.isin({"0", "0.0", "false"})
+        bad = (raw.notna() & ~one & ~zero).fillna(False).astype(bool)
+        if bad.any():
+            found = few(f"row {r}: {v!r}" for r, v in frame.loc[bad, config.event_column].items())
+            raise HistoError(
+                f"{path}: event_column {config.event_column!r} must hold 0/1 (or true/false); found {found}. "
+                "For a vital status column (Dead/Alive) use the GDC format, or convert it."
+            )
         event = pd.Series(np.where(one, 1.0, np.where(zero, 0.0, np.nan)), index=frame.index)
         if config.event_is == "censored":
             event = 1.0 - event
