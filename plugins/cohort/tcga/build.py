@@ -49,7 +49,7 @@ class TcgaCohort:
                 base[column] = (
                     self.survival.table.at[case, column] if case in self.survival.table.index else None
                 )
-            chosen = self.slides.get(case, []) if self.settings["slides"] else []
+            chosen: list[SlideFile | None] = list(self.slides.get(case, []))
             if self.settings["slides"]:
                 for slide in chosen or [None]:
                     rows.append(

@@ -75,7 +75,7 @@ def read_sample_sheet(path: Path) -> list[SheetEntry]:
         entries.append(
             SheetEntry(
                 sheet=str(path),
-                row=int(row),  # type: ignore[call-overload]
+                row=int(str(row)),
                 file_id=str(record.get("File ID") or ""),
                 file_name=str(record["File Name"]),
                 data_type=str(record.get("Data Type") or ""),
