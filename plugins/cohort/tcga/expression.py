@@ -77,6 +77,11 @@ def _read_xena(path: Path) -> tuple[pd.DataFrame, str]:
         )
     matrix.index = matrix.index.astype(str)
     matrix.columns = matrix.columns.astype(str)
+    repeated = matrix.index[matrix.index.duplicated()].unique().tolist()
+    if repeated:
+        raise HistoError(
+            f"{path}: sample id(s) {few(repeated)} appear more than once; each sample has one profile"
+        )
     text = [c for c in matrix.columns if matrix[c].dtype.kind not in "fiu"]
     if text:
         try:
