@@ -494,3 +494,47 @@ def test_event_words_in_a_columns_table_are_an_error(tmp_path: Path) -> None:
     )
     with pytest.raises(HistoError, match=r"row 2: 'Dead'.*GDC format"):
         read_survival(config)
+
+
+def test_a_gdc_download_with_star_files_and_gdc_clinical(tmp_path: Path) -> None:
+    """One sample sheet for slides and STAR files (named by UUID), GDC clinical in days, TPM -> log2(x+1)."""
+    slides, star = tmp_path / "slides", tmp_path / "star"
+    slides.mkdir()
+    star.mkdir()
+    rows = []
+    for i, case in enumerate(["TCGA-AA-0001", "TCGA-AA-0002", "TCGA-AA-0003"]):
+        slide = f"{case}-01Z-00-DX1.S{i}.svs"
+        (slides / slide).write_bytes(b"slide")
+        rows.append((slide, "Slide Image", case, f"{case}-01Z", "Primary Tumor"))
+        if i < 2:  # the third case has no RNA
+            name = f"uuid{i}.rna_seq.augmented_star_gene_counts.tsv"
+            star_file(star / name, {"GENEA": float(i), "GENEB": 2.0})
+            rows.append((name, "Gene Expression Quantification", case, f"{case}-01A", "Primary Tumor"))
+    sheet_path = sheet(tmp_path / "gdc_sample_sheet.tsv", rows)
+    clinical = gdc_clinical(
+        tmp_path,
+        {
+            "TCGA-AA-0001": ("Dead", "365", "'--"),
+            "TCGA-AA-0002": ("Alive", "'--", "730"),
+            "TCGA-AA-0003": ("Alive", "'--", "100"),
+        },
+    )
+    config = TcgaCohortConfig(
+        clinical=ClinicalConfig(table=clinical),
+        slides=slides,
+        sample_sheets=[sheet_path],
+        expression=ExpressionConfig(format="star", path=star),
+        time_unit="days",
+    )
+    cohort = build_tcga_cohort(config)
+    assert cohort.matched == ["TCGA-AA-0001", "TCGA-AA-0002"]
+    assert cohort.cases.loc["TCGA-AA-0003", "reasons"].startswith("no expression")
+    written = write_tcga_cohort(cohort, tmp_path / "out")
+    table = pd.read_csv(written["cohort.csv"])
+    assert table[["time", "event"]].to_numpy().tolist() == [[365.0, 1.0], [730.0, 0.0]]
+    omics = pd.read_csv(written["omics.csv"], index_col="patient_id")
+    assert omics.loc["TCGA-AA-0002", "GENEA"] == pytest.approx(math.log2(1 + 1 + 1))  # 1 + the duplicate row
+    assert omics.loc["TCGA-AA-0001", "GENEB"] == pytest.approx(math.log2(2 + 1))
+    report = json.loads(written["match_report.json"].read_text())
+    assert report["survival"]["format"] == "gdc" and report["survival"]["time_unit"] == "days"
+    assert report["expression"]["value"] == "tpm_unstranded" and report["expression"]["scale"] == "log2p1"
