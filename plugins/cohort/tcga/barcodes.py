@@ -106,7 +106,7 @@ def sample_type_name(code: str | None) -> str:
     return SAMPLE_TYPES.get(code, f"sample type {code}")
 
 
-# Broad GDAC Firehose replicate filter (also TCGAbiolinks' TCGAquery_replicateFilter): for RNA,
+# Broad GDAC Firehose replicate filter (its 'Replicate Samples' rules): for RNA,
 # analyte H is preferred to R, and both to T (the inferior extraction protocol); then the later plate;
 # then the highest barcode in lexicographic order.
 RNA_ANALYTE_RANK = {"H": 3, "R": 2, "T": 1}

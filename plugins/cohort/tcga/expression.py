@@ -2,8 +2,8 @@
 
 Which profile a case gets: a sample of the first listed `sample_types` that has one; among several
 aliquots of it, the Broad GDAC Firehose replicate rule (`barcodes.aliquot_preference`). GDC sample
-sheets name samples, not aliquots, so files of one sample there are ordered by their sample id
-(vial) and then file id. Values are converted to the requested scale exactly (log2(x+1) or linear).
+sheets name samples, not aliquots, so of several files of one sample there the highest sample id
+(vial) and then file id is kept. Values are converted to the requested scale exactly (log2(x+1) or linear).
 """
 
 from __future__ import annotations
