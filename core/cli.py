@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -170,6 +171,28 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cohort(args: argparse.Namespace) -> int:
+    from histo.plugins.cohort.tcga.command import main as cohort_main
+
+    return cohort_main(args.rest, say=lambda line: out.print(line, highlight=False, markup=False))
+
+
+def _add_cohort_command(sub: Any) -> None:
+    """`histo cohort tcga ...`: the flags are parsed by the plugin (importing it costs pandas, so only
+    when the command runs); docs/cohorts.md."""
+    cohort = sub.add_parser("cohort", help="build cohort tables from a downloaded cohort (TCGA / GDC)")
+    kinds = cohort.add_subparsers(dest="cohort_kind", required=True, metavar="KIND")
+    tcga = kinds.add_parser(
+        "tcga",
+        help="slides by barcode, GDC sample sheets, GDC/cBioPortal clinical, Xena/STAR expression "
+        "(`histo cohort tcga --help`)",
+        add_help=False,
+        prefix_chars="+",  # every flag goes to the plugin's own parser
+    )
+    tcga.add_argument("rest", nargs=argparse.REMAINDER)
+    tcga.set_defaults(handler=cmd_cohort)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="histo", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"histo {__version__}")
@@ -226,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--output", "-o", type=Path, help="write to a file instead of stdout")
     schema.add_argument("--markdown", action="store_true", help="a readable reference instead of JSON Schema")
     schema.set_defaults(handler=cmd_schema)
+    _add_cohort_command(sub)
     return parser
 
 

@@ -155,6 +155,13 @@ def test_one_row_per_patient_without_slide_column(tmp_path: Path) -> None:
     assert cohort_report(cohort)["modalities"]["no_slides"] is None
 
 
+def test_a_cohort_without_slides_is_told_to_set_slide_column_null(tmp_path: Path) -> None:
+    path = write(tmp_path, "patient_id,time_m,dead\np1,3,1\np2,4,0\n")
+    with pytest.raises(HistoError, match=r"no slide column 'slide_id'.*`slide_column: null`") as info:
+        load(path, **SURVIVAL)
+    assert str(path) in str(info.value) and "time_m" in str(info.value)
+
+
 def test_event_words_are_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, "patient_id,slide_id,time_m,dead\np1,a,3,True\np2,b,4,no\n")
     assert load(path, **SURVIVAL).patients["event"].tolist() == [1, 0]

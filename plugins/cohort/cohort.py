@@ -195,12 +195,17 @@ def load_cohort(config: CohortConfig) -> Cohort:
         path,
         {
             "patient_column": config.patient_column,
-            "slide_column": config.slide_column,
             "label_column": config.label_column,
             "time_column": config.time_column,
             "event_column": config.event_column,
         },
     )
+    if config.slide_column is not None and config.slide_column not in frame.columns:
+        raise HistoError(
+            f"{path}: no slide column {config.slide_column!r} (slide_column; the file has "
+            f"{few(frame.columns, 12)}). A cohort without slides (one row per patient, for omics-only "
+            "models) needs `slide_column: null`; otherwise set slide_column to the column naming each slide."
+        )
     if config.survival:
         for name, source in (("time", config.time_column), ("event", config.event_column)):
             if name in frame.columns and name != source:

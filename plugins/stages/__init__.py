@@ -13,10 +13,11 @@ from .heatmaps import SPEC as HEATMAPS
 from .predict import SPEC as PREDICT
 from .report import SPEC as REPORT
 from .synthesize import SPEC as SYNTHESIZE
+from .tcga_cohort import SPEC as TCGA_COHORT
 from .tile import SPEC as TILE
 from .train import SPEC as TRAIN
 
 
 @hookimpl
 def histo_stages() -> Iterable[ComponentSpec[Any]]:
-    return [SYNTHESIZE, TILE, EXTRACT, TRAIN, COMPARE, PREDICT, HEATMAPS, REPORT]
+    return [SYNTHESIZE, TCGA_COHORT, TILE, EXTRACT, TRAIN, COMPARE, PREDICT, HEATMAPS, REPORT]
