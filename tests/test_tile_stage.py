@@ -427,5 +427,6 @@ def test_a_folder_of_pngs_with_their_resolution_tiles_with_reader_image_alone(
     error = table["glass"]["error"]
     assert "slide glass: the tissue mask is empty: segmenter `otsu` found no tissue" in error
     assert "`min_tissue_area_um2` (now 50000 µm²" in error
+    assert "`segmenter: {name: otsu, params: {min_tissue_area_um2: 5000}}`" in error
     resolved = yaml.safe_load((result.run_dir / "recipe.yaml").read_text())
     assert resolved["stages"]["tile"]["params"]["extensions"] is None  # the reader's own were used

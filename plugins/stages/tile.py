@@ -395,8 +395,9 @@ def no_patch_message(
     if not mask.mask.any():
         area_hint = (
             f"lower the segmenter's `min_tissue_area_um2` (now {min_area:g} µm²: smaller pieces are "
-            "dropped as dust), "
-            if isinstance(min_area, int | float)
+            f"dropped as dust; `segmenter: {{name: {cfg.segmenter.name}, params: {{min_tissue_area_um2: "
+            f"{min_area / 10:g}}}}}`), "
+            if isinstance(min_area, int | float) and min_area > 0
             else ""
         )
         return (
