@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             line += f"  {stage['failures']} skipped (see failures.jsonl)"
         if stage.get("error"):
             line += f"  {stage['error']}"
-        out.print(line, highlight=False, markup=False)
+        out.print(line.rstrip(), highlight=False, markup=False)  # no padding at the end of a stage row
     out.print(f"run directory: {result.run_dir}", highlight=False, markup=False)
     if not result.ok:
         return EXIT_FAILED

@@ -171,3 +171,48 @@ def test_transparency_is_composited_onto_white() -> None:
     assert rgb[0, 0].tolist() == [200, 0, 0]
     assert rgb[0, 1].tolist() == [255, 255, 255]
     assert abs(int(rgb[1, 0, 0]) - 227) <= 1 and abs(int(rgb[1, 0, 1]) - 127) <= 1
+
+
+@pytest.mark.parametrize(
+    ("suffix", "save", "where"),
+    [
+        (".png", {"dpi": (50_800, 25_400)}, "PNG pHYs"),
+        (".jpg", {"dpi": (50_800, 25_400)}, "JPEG JFIF density"),
+        (".tif", {"dpi": (50_800, 25_400)}, "TIFF XResolution"),
+        (".tif", {"x_resolution": 20_000, "y_resolution": 10_000, "resolution_unit": 3}, "TIFF XResolution"),
+    ],
+)
+def test_image_reader_takes_the_resolution_the_file_states(
+    region: np.ndarray, tmp_path: Path, suffix: str, save: dict[str, object], where: str
+) -> None:
+    """0.5 x 1 µm/px written as the file format stores it (pixels per inch or per cm)."""
+    path = tmp_path / f"roi{suffix}"
+    Image.fromarray(region).save(path, **save)
+    with ImageReader().open(path) as slide:
+        assert slide.mpp == Mpp(pytest.approx(0.5), pytest.approx(1.0), "metadata")
+    with ImageReader(ImageConfig(mpp=0.25)).open(path) as slide:  # the file wins over the reader-wide value
+        assert slide.mpp.source == "metadata"
+    with ImageReader().open(path, mpp_override=0.3) as slide:  # a per-slide override wins over the file
+        assert slide.mpp == Mpp(0.3, 0.3, "override")
+    from histo.plugins.readers.image_resolution import file_resolution
+
+    with Image.open(path) as image:
+        stated = file_resolution(image)
+    assert stated is not None and stated.where == where
+
+
+def test_a_screen_resolution_is_not_taken_for_a_microscope_s(region: np.ndarray, tmp_path: Path) -> None:
+    """Image editors write 72 or 96 dpi (353 or 265 µm/px): no scan is that coarse, so it is ignored."""
+    path = tmp_path / "screenshot.png"
+    Image.fromarray(region).save(path, dpi=(72, 72))
+    with ImageReader().open(path) as slide, pytest.raises(MissingMppError) as caught:
+        _ = slide.mpp
+    message = str(caught.value)
+    assert "PNG pHYs states 352.7 x 352.7 µm/px, a screen or print default" in message
+    assert "`mpp_overrides: {screenshot: <microns per pixel>}`" in message
+    with ImageReader(ImageConfig(mpp=0.5)).open(path) as slide:
+        assert slide.mpp == Mpp(0.5, 0.5, "config")
+    plain = tmp_path / "plain.png"
+    Image.fromarray(region).save(plain)  # no pHYs chunk at all
+    with ImageReader().open(plain) as slide, pytest.raises(MissingMppError, match="states no resolution"):
+        _ = slide.mpp

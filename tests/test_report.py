@@ -109,7 +109,9 @@ def test_report_of_a_real_run(real_run: Path) -> None:
     ):  # fmt: skip
         assert heading in page, heading
     assert "<details><summary>resolved recipe" in page and "stage: heatmaps" in page
-    assert "running (writing this report)" in page  # the stage wrote it from inside the run
+    # the last stage wrote it from inside the run, which ended with it: the page says finished
+    assert "running (writing this report)" not in page and "done (wrote this report)" in page
+    assert '<span class="badge done">done</span> · started' in page and " · finished " in page
     assert "This stage is writing this page." in page
     provenance = read_json(real_run / "provenance.json")
     assert f"<dd>{provenance['torch']}</dd>" in page and "histo-mml" in page
@@ -254,6 +256,17 @@ def test_failed_pending_and_unfinished_runs(tmp_path: Path) -> None:
         ("first", "done"), ("report", "running (writing this report)"), ("last", "pending")
     ]  # fmt: skip
     assert info.status == "running"
+    # the report as the recipe's last stage, after stages that all succeeded: the run ends with it
+    done = [stage("first"), stage("second", "cached")]
+    last = hand_made_run(tmp_path / "last", done, order=["first", "second", "report"])
+    info = load_run(last, building="report")
+    assert info.status == "done" and info.finished is not None
+    assert info.stages[-1].status == "done (wrote this report)"
+    page = build_report(last, building="report").read_text(encoding="utf-8")
+    assert '<span class="badge done">done</span>' in page and "while the run was still going" not in page
+    # ... but not when a stage before it failed (the run is failing) or when a stage comes after it
+    failing = hand_made_run(tmp_path / "failing", [stage("first", "failed")], order=["first", "report"])
+    assert load_run(failing, building="report").status == "running"
     # a summary that already lists this stage is the previous run's: none of it describes this run
     stale = hand_made_run(tmp_path / "stale", [stage("report"), stage("last")], order=["report", "last"])
     assert [s.status for s in load_run(stale, building="report").stages] == [

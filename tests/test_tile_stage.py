@@ -108,8 +108,10 @@ def test_a_slide_without_any_tissue_patch_is_a_recorded_failure(
     result = run_tile({"slides": str(folder), "qc_thumbnails": False})
     table = rows(result)
     assert table[CMU]["status"] == "ok" and table["small"]["status"] == "failed"
-    assert "no 256 px patch at 10x, 20x has 50% tissue or more" in table["small"]["error"]
-    assert "min_tissue" in table["small"]["error"]
+    assert (
+        "slide small: the whole slide 16 x 16 px at 0.499 µm/px covers less than `min_tissue` (50%) of "
+        "one 256 px patch at 10x, 20x (257 level-0 px at the finest); lower `patch_size` or `min_tissue`"
+    ) in table["small"]["error"]
     out = result.run_dir / "stages" / "tile"
     assert not (out / "coords" / "20x" / "small.h5").exists()
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
@@ -393,3 +395,38 @@ def test_torchrun_ranks_split_the_slides(slides_dir: Path, tmp_path: Path) -> No
     with (out / "slides.csv").open(newline="") as fh:
         table = {row["slide_id"]: row["status"] for row in csv.DictReader(fh)}
     assert table == {"broken": "failed", CMU: "ok", TCGA: "ok"}
+
+
+def test_a_folder_of_pngs_with_their_resolution_tiles_with_reader_image_alone(
+    run_tile: RunTile, slides_dir: Path, tmp_path: Path
+) -> None:
+    """PNGs that state their pixel size (pHYs) need no `extensions` and no mpp: only `reader: image`.
+    A blank one fails with a message that says its tissue mask was empty and which setting to try."""
+    from histo.plugins.readers.openslide_reader import OpenSlideReader
+
+    with OpenSlideReader().open(slides_dir / f"{CMU}.svs") as slide:
+        region = slide.read_region((0, 600), 0, (2220, 2367))
+    folder = tmp_path / "rois"
+    (folder / "case-2").mkdir(parents=True)
+    dpi = 25_400 / 0.499
+    Image.fromarray(region).save(folder / "roi-1.png", dpi=(dpi, dpi))
+    Image.fromarray(region).save(folder / "case-2" / "roi-2.jpg", dpi=(50_900, 50_900))
+    Image.new("RGB", (1200, 1200), "white").save(folder / "glass.png", dpi=(dpi, dpi))
+    (folder / "notes.txt").write_text("not an image")
+    result = run_tile({"slides": str(folder), "reader": "image"})
+    table = rows(result)
+    assert sorted(table) == ["glass", "roi-1", "roi-2"]
+    assert (table["roi-1"]["status"], table["roi-1"]["mpp"], table["roi-1"]["mpp_source"]) == (
+        "ok", "0.499", "metadata"
+    )  # fmt: skip
+    assert (table["roi-2"]["status"], table["roi-2"]["mpp"], table["roi-2"]["mpp_source"]) == (
+        "ok", "0.499018", "metadata"
+    )  # fmt: skip
+    assert int(table["roi-1"]["patches_20x"]) > int(table["roi-1"]["patches_10x"]) > 0
+    assert table["glass"]["status"] == "failed"
+    error = table["glass"]["error"]
+    assert "slide glass: the tissue mask is empty: segmenter `otsu` found no tissue" in error
+    assert "`min_tissue_area_um2` (now 50000 µm²" in error
+    assert "`segmenter: {name: otsu, params: {min_tissue_area_um2: 5000}}`" in error
+    resolved = yaml.safe_load((result.run_dir / "recipe.yaml").read_text())
+    assert resolved["stages"]["tile"]["params"]["extensions"] is None  # the reader's own were used

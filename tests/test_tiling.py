@@ -101,8 +101,18 @@ def test_plan_with_overlap_keeps_coarse_patches_whole_multiples() -> None:
 
 
 def test_plan_refuses_to_upsample(tmp_path: Path) -> None:
-    with pytest.raises(TilingError, match=r"slide s1: magnification 40x .* upsampling.*mpp_overrides"):
+    with pytest.raises(TilingError, match=r"slide s1: .* magnification 40x .* upsampling.*mpp_overrides"):
         plan_grids((1.0,), 0.5, [M("40x")], 256, slide="s1")
+    # every magnification the scan cannot give, at once, with the scan's mpp and the finest that works
+    with pytest.raises(TilingError) as caught:
+        plan_grids((1.0,), 1.0, [M("5x"), M("20x"), M("40x")], 256, slide="s1")
+    message = str(caught.value)
+    assert "the scan has 1 µm/px (10x)" in message
+    assert "magnifications 20x (0.5 µm/px, 2.00x upsampling), 40x (0.25 µm/px, 4.00x upsampling)" in message
+    assert "the finest that works on this slide is 0.9091 µm/px (11x" in message
+    assert "Remove 20x, 40x from `magnifications` (keeping 5x)" in message
+    with pytest.raises(TilingError, match=r"Use magnifications at or below 11x, e.g. \[5x, 10x\]"):
+        plan_grids((1.0,), 1.0, [M("20x"), M("40x")], 256, slide="s1")
     (plan,) = plan_grids((1.0,), 0.26, [M("40x")], 256)  # 4% finer than the scan: resize
     assert plan.read_size == plan.patch_size_level0 == 246
     with pytest.raises(ValueError, match="overlap"):

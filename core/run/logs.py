@@ -1,14 +1,33 @@
-"""The run's logger: everything to <run>/histo.log, INFO and above to the terminal."""
+"""The run's logger: everything to <run>/histo.log, INFO and above to the terminal.
+
+On a terminal, rich formats the lines (colours, wrapped to the window). When stderr is piped or
+redirected (`histo run ... > log 2>&1`) there is no window to fit: rich would wrap at 80 columns and
+pad every line, breaking paths mid-way, so plain one-line records are written instead.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from rich.logging import RichHandler
 
 LOGGER = "histo"
+PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+
+def terminal_handler(stream: TextIO | None = None) -> logging.Handler:
+    """Rich on a terminal; one unwrapped, unpadded line per record when `stream` is not a TTY."""
+    stream = stream if stream is not None else sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    if callable(isatty) and isatty():
+        return RichHandler(console=Console(file=stream), show_path=False, markup=False)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%H:%M:%S"))
+    return handler
 
 
 def open_run_log(path: Path, *, quiet: bool = False) -> tuple[logging.Logger, list[logging.Handler]]:
@@ -19,7 +38,7 @@ def open_run_log(path: Path, *, quiet: bool = False) -> tuple[logging.Logger, li
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [file_handler]
     if not quiet:
-        console = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        console = terminal_handler()
         console.setLevel(logging.INFO)
         handlers.append(console)
     for handler in handlers:

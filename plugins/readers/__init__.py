@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from histo import ComponentSpec, hookimpl
 
-OPENSLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
+# .dcm: a DICOM whole-slide image is a folder of one series' instance files (see dicom_series.py)
+OPENSLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".dcm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
@@ -31,8 +32,8 @@ class ImageConfig(BaseModel):
     mpp: float | None = Field(
         default=None,
         gt=0,
-        description="microns per pixel of every image this reader opens (plain images carry none); "
-        "a per-slide override from the tile stage takes precedence",
+        description="microns per pixel of the images whose file states no resolution (TIFF "
+        "XResolution, PNG pHYs, JPEG JFIF density); a per-slide override from the tile stage wins over both",
     )
     pyramid: bool = Field(
         default=True,
@@ -68,6 +69,6 @@ def histo_slide_readers() -> Iterable[ComponentSpec[Any]]:
             name="image",
             factory=_image,
             config=ImageConfig,
-            description="plain PNG/JPEG/TIFF images with a given mpp, as a single level or virtual pyramid",
+            description="plain PNG/JPEG/TIFF images (mpp from the file or given), as a virtual pyramid",
         ),
     ]

@@ -12,8 +12,9 @@ from histo.interfaces import Slide
 
 
 def slide_id_of(path: Path) -> str:
-    """The slide id used across histo: the file name without its extension."""
-    return path.stem
+    """The slide id used across histo: the file name without its extension; a folder's name for a
+    slide that is a folder (a DICOM series)."""
+    return path.name if path.is_dir() else path.stem
 
 
 def missing_mpp(slide_id: str, path: Path, looked_in: str, hint: str = "") -> MissingMppError:

@@ -1,6 +1,7 @@
 """Plain images (PNG, JPEG, flat TIFF) read as slides: proves the Slide interface is not OpenSlide-shaped.
 
-Such files carry no reliable pixel size, so mpp comes from the reader's config or a per-slide override.
+mpp comes from a per-slide override, else the resolution the file states (TIFF XResolution, PNG pHYs,
+JPEG JFIF density; see image_resolution.py), else the reader's `mpp` param.
 Pixels are decoded on first read (so a truncated file opens, then fails loudly on read) and the
 virtual pyramid is built from 2x box downsamples on demand.
 """
@@ -18,6 +19,7 @@ from histo.interfaces import Mpp, Slide, SlideReader
 
 from . import IMAGE_EXTENSIONS, ImageConfig
 from .common import check_region, missing_mpp, slide_id_of, to_rgb
+from .image_resolution import file_resolution
 
 BACKGROUND = 255  # out-of-image pixels read as white, like the glass around tissue
 
@@ -51,12 +53,20 @@ class ImageSlide(Slide):
     def mpp(self) -> Mpp:
         if self._override is not None:
             return Mpp(self._override, self._override, "override")
+        stated = file_resolution(self._image)
+        if stated is not None and stated.usable:
+            return Mpp(stated.x, stated.y, "metadata")
         if self._config.mpp is not None:
             return Mpp(self._config.mpp, self._config.mpp, "config")
+        looked_in = "the file states no resolution"
+        if stated is not None:
+            looked_in = (
+                f"{stated.describe()}, a screen or print default rather than a microscope's, so it is ignored"
+            )
         raise missing_mpp(
             self.slide_id,
             self.path,
-            "plain images carry none",
+            looked_in,
             "Or set the image reader's own `mpp` param when every image shares one pixel size.",
         )
 

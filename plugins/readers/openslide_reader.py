@@ -1,4 +1,5 @@
-"""Whole-slide images through OpenSlide: the formats scanners write (SVS, NDPI, MRXS, SCN, BIF, ...)."""
+"""Whole-slide images through OpenSlide: the formats scanners write (SVS, NDPI, MRXS, SCN, BIF, ...),
+and DICOM series, given as their folder (see dicom_series.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from histo.interfaces import Mpp, Slide, SlideReader
 
 from . import OPENSLIDE_EXTENSIONS, OpenSlideConfig
 from .common import check_region, missing_mpp, slide_id_of, to_rgb
+from .dicom_series import DICOM_SUFFIX, Instance, check_series, level_file, series_folder
 
 
 def _positive(value: str | None) -> float | None:
@@ -25,11 +27,18 @@ def _positive(value: str | None) -> float | None:
 
 
 class OpenSlideSlide(Slide):
-    def __init__(self, path: Path, handle: openslide.OpenSlide, mpp_override: float | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handle: openslide.OpenSlide,
+        mpp_override: float | None,
+        instances: list[Instance] | None = None,
+    ) -> None:
         self.path = path
         self.slide_id = slide_id_of(path)
         self._handle = handle
         self._override = mpp_override
+        self._instances = instances or []  # a DICOM series' files, to name the one a read fails in
         self._dimensions = tuple((int(w), int(h)) for w, h in handle.level_dimensions)
         self._downsamples = tuple(float(d) for d in handle.level_downsamples)
 
@@ -71,10 +80,15 @@ class OpenSlideSlide(Slide):
         try:
             image = self._handle.read_region((x, y), level, (width, height))
         except openslide.OpenSlideError as exc:
+            where, what = f"({self.path})", "The file is corrupt or truncated: re-copy or re-export it"
+            if self._instances:
+                holder = level_file(self._instances, self._dimensions[level])
+                name = holder.name if holder else "a file of the series"
+                where = f"(DICOM folder {self.path}, level {level} in {name})"
+                what = f"{name} is complete but holds a frame that does not decode: re-export the series"
             raise SlideReadError(
-                f"slide {self.slide_id} ({self.path}): cannot read {width}x{height} pixels at level {level}, "
-                f"level-0 location ({x}, {y}): {exc}. The file is corrupt or truncated: re-copy or "
-                "re-export it, or remove it from the slides folder."
+                f"slide {self.slide_id} {where}: cannot read {width}x{height} pixels at level {level}, "
+                f"level-0 location ({x}, {y}): {exc}. {what}, or remove it from the slides folder."
             ) from None
         return to_rgb(image)
 
@@ -94,6 +108,8 @@ class OpenSlideReader(SlideReader):
         path = Path(path)
         if mpp_override is not None and not (math.isfinite(mpp_override) and mpp_override > 0):
             raise ValueError(f"mpp override for {path} must be a positive number, got {mpp_override!r}")
+        if path.is_dir() or path.suffix.lower() == DICOM_SUFFIX:
+            return self._open_dicom(path, mpp_override)
         if not path.is_file():
             raise SlideOpenError(f"slide file {path} does not exist (or is not a file)")
         try:
@@ -104,3 +120,20 @@ class OpenSlideReader(SlideReader):
                 "format OpenSlide reads: re-copy it, convert it, or remove it from the slides folder."
             ) from None
         return OpenSlideSlide(path, handle, mpp_override)
+
+    def _open_dicom(self, path: Path, mpp_override: float | None) -> Slide:
+        """A DICOM series by its folder (or any of its files): every file checked, then the largest
+        pyramid level's file handed to OpenSlide, which finds the rest of the series beside it."""
+        folder = series_folder(path)
+        if folder is None or not folder.is_dir():
+            raise SlideOpenError(f"DICOM slide {path} does not exist; give the folder of its series")
+        instances = check_series(folder)
+        try:
+            handle = openslide.OpenSlide(str(instances[0].path))
+        except (openslide.OpenSlideError, OSError, ValueError) as exc:
+            raise SlideOpenError(
+                f"cannot open DICOM slide {folder} with OpenSlide through {instances[0].path.name}: {exc}. "
+                "Every .dcm file passed the header and size checks, so the series is one OpenSlide does "
+                "not support (e.g. a sparse tiling or a codec it lacks): convert it, or remove the folder."
+            ) from None
+        return OpenSlideSlide(folder, handle, mpp_override, instances)

@@ -2,13 +2,15 @@
 
 The report stage runs inside the run it reports on, before the runner writes the final summary.json:
 `load_run(..., building=<its stage id>)` then merges the summary written so far with the recipe's
-stage order, so the stages after it show as pending rather than missing.
+stage order, so the stages after it show as pending rather than missing. When the report stage is
+the recipe's last and everything before it succeeded, the run ends with it: the page says "done".
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +117,16 @@ def load_run(run_dir: Path | str, building: str | None = None) -> RunInfo:
             # not saved one yet), so none of its records describes this run
             records, started = [], None
         status, finished = "running", None
+        if _finishes_run(building, order, records):
+            status, finished = "done", _now()
     stages = [_stage(root, r) for r in records]
     known = {s.id for s in stages}
     for stage_id, plugin in order:
         if stage_id in known:
             continue
-        pending = "running (writing this report)" if stage_id == building else "pending"
+        pending = "pending"
+        if stage_id == building:
+            pending = "done (wrote this report)" if status == "done" else "running (writing this report)"
         stages.append(
             StageInfo(stage_id, plugin, pending if building else "not run", root / "stages" / stage_id)
         )
@@ -139,6 +145,20 @@ def load_run(run_dir: Path | str, building: str | None = None) -> RunInfo:
         recipe_text=recipe_text,
         building=building,
     )
+
+
+def _finishes_run(building: str, order: list[tuple[str, str]], records: list[dict[str, Any]]) -> bool:
+    """True when the report stage is the recipe's last and every stage before it succeeded: the run
+    ends with this stage, so the page written now describes the finished run (not one "running")."""
+    before = [sid for sid, _ in order[:-1]]
+    if not order or order[-1][0] != building:
+        return False
+    statuses = {str(r.get("id")): r.get("status") for r in records}
+    return all(statuses.get(sid) in ("done", "cached") for sid in before)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def read_failures(stage: StageInfo) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ def heading(run: RunInfo, title: str) -> str:
         f'<p class="meta">run directory <code>{esc(run.root.resolve())}</code> · '
         f"report written {esc(now)}</p>",
     ]
-    if run.building:
+    if run.building and run.status == "running":
         parts.append(
             paragraph(
                 f"Written by stage {run.building!r} while the run was still going: stages after it are "

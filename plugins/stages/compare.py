@@ -60,10 +60,21 @@ class CompareStage(Stage[CompareConfig]):
         ctx.add_artifact(
             ctx.out_dir / f"{self.config.table}.csv", "test metrics, mean ± std over folds, per stage"
         )
-        for line in frame[
-            ["label", *[c for c in frame.columns if "±" in str(frame[c].iloc[0])]]
-        ].itertuples():
-            ctx.log.info("%s", " | ".join(str(x) for x in line[1:]))
+        shown = ["label", *[c for c in frame.columns if "±" in str(frame[c].iloc[0])]]
+        ctx.log.info("%s: %s (test metrics, mean ± std over folds):", ctx.stage_id, self.config.table)
+        cells = [[str(value) for value in row] for row in frame[shown].itertuples(index=False)]
+        for line in table_lines(shown, cells):
+            ctx.log.info("%s", line)
+
+
+def table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A plain-text table (header, rule, rows) with aligned columns, one log line per row."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(header), "-+-".join("-" * width for width in widths), *(line(row) for row in rows)]
 
 
 def _format(value: dict[str, float] | None) -> str:

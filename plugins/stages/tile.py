@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validato
 
 from histo import ComponentSpec
 from histo.errors import HistoError
-from histo.interfaces import Mpp, Slide, SlideReader, Stage, StageContext, TissueSegmenter
+from histo.interfaces import Mpp, Slide, SlideReader, Stage, StageContext, TissueMask, TissueSegmenter
+from histo.plugins.readers import IMAGE_EXTENSIONS
 from histo.plugins.tiling.inputs import SLIDE_EXTENSIONS
 from histo.plugins.tiling.magnification import Magnification, MagnificationField, nest
 from histo.recipe.refs import InputPath, SlideReaderRef, StageRef, TissueSegmenterRef
@@ -50,9 +51,14 @@ class TileConfig(BaseModel):
         description="instead of `slides`: the id of an earlier stage whose folder holds the slides "
         "(e.g. a `synthesize` stage)",
     )
-    extensions: list[str] = Field(
-        default_factory=lambda: list(SLIDE_EXTENSIONS),
-        description="file extensions that count as slides when `slides` is a folder (case-insensitive)",
+    extensions: list[str] | None = Field(
+        default=None,
+        description="file extensions that count as slides when `slides` is a folder (case-insensitive); "
+        "default: the reader's own (openslide: "
+        + " ".join(SLIDE_EXTENSIONS)
+        + "; image: "
+        + " ".join(IMAGE_EXTENSIONS)
+        + ")",
     )
     reader: SlideReaderRef = Field(
         default_factory=lambda: SlideReaderRef(name="openslide"),
@@ -87,7 +93,9 @@ class TileConfig(BaseModel):
 
     @field_validator("extensions")
     @classmethod
-    def _dotted(cls, values: list[str]) -> list[str]:
+    def _dotted(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
         cleaned = [v.strip().lower() for v in values if v.strip()]
         if not cleaned:
             raise ValueError("give at least one extension, e.g. ['.svs']")
@@ -159,16 +167,22 @@ class TileStage(Stage[TileConfig]):
     version = "1"
 
     def run(self, ctx: StageContext) -> None:
-        from histo.plugins.tiling.inputs import find_slides, merge_overrides, read_mpp_csv, slide_id
+        from histo.plugins.tiling.inputs import (
+            find_slides,
+            merge_overrides,
+            read_mpp_csv,
+            slide_extensions,
+            slide_id,
+        )
 
         cfg = self.config
         root = cfg.slides if cfg.slides is not None else ctx.stage_dir(str(cfg.slides_from))
-        paths = find_slides(root, cfg.extensions)
+        reader: SlideReader = cfg.reader.build()
+        paths = find_slides(root, slide_extensions(cfg.extensions, reader))
         overrides = merge_overrides(read_mpp_csv(cfg.mpp_csv) if cfg.mpp_csv else {}, cfg.mpp_overrides)
         unused = sorted(set(overrides) - {slide_id(p) for p in paths})
         if unused:
             ctx.log.warning("%s: mpp given for unknown slide ids: %s", ctx.stage_id, ", ".join(unused))
-        reader: SlideReader = cfg.reader.build()
         segmenter: TissueSegmenter = cfg.segmenter.build()
         magnifications = nest(cfg.magnifications)
         ctx.log.info("%s: %d slide(s) below %s", ctx.stage_id, len(paths), root)
@@ -260,12 +274,8 @@ class TileStage(Stage[TileConfig]):
         mask = segmenter.segment(slide)
         grids = tile(mask, plans, cfg.min_tissue, slide.dimensions, cfg.parent_rule)
         if not any(len(grid) for grid in grids):  # an empty bag would reach the models as a silent zero
-            raise HistoError(
-                f"slide {row.slide_id}: no {cfg.patch_size} px patch at "
-                f"{', '.join(m.name for m in magnifications)} has {cfg.min_tissue:.0%} tissue or more "
-                f"(slide {slide.dimensions[0]} x {slide.dimensions[1]} px at {mpp.mean:.3g} µm/px); lower "
-                "`min_tissue` or check the tissue detection (`segmenter`) if the slide does hold tissue"
-            )
+            finest = plans[-1].patch_size_level0
+            raise HistoError(no_patch_message(row.slide_id, slide, mpp, mask, segmenter, cfg, finest))
         width, height = slide.dimensions
         attrs: dict[str, Any] = {
             "slide_id": row.slide_id,
@@ -357,6 +367,51 @@ class TileStage(Stage[TileConfig]):
         ctx.add_artifact(ctx.out_dir / "tiling.json", "resolved tiling settings, per-slide mpp and reader")
         if cfg.qc_thumbnails and any(r.status == "ok" for r in rows):
             ctx.add_artifact(ctx.out_dir / "qc", "QC thumbnails: tissue outline and patch grids per slide")
+
+
+def no_patch_message(
+    slide_id: str,
+    slide: Slide,
+    mpp: Mpp,
+    mask: TissueMask,
+    segmenter: TissueSegmenter,
+    cfg: TileConfig,
+    finest_patch_level0: int,
+) -> str:
+    """Why a slide has no patch: it is smaller than one, its tissue mask is empty (fix the segmenter),
+    or its tissue fills no patch to `min_tissue`."""
+    size = f"slide {slide.dimensions[0]} x {slide.dimensions[1]} px at {mpp.mean:.3g} µm/px"
+    names = ", ".join(m.name for m in nest(cfg.magnifications))
+    width, height = slide.dimensions
+    side = finest_patch_level0
+    if min(width, side) * min(height, side) < cfg.min_tissue * side**2:  # even all tissue would not do
+        return (
+            f"slide {slide_id}: the whole {size} covers less than `min_tissue` ({cfg.min_tissue:.0%}) of one "
+            f"{cfg.patch_size} px patch at {names} ({finest_patch_level0} level-0 px at the finest); lower "
+            "`patch_size` or `min_tissue`, or remove the slide if it is a thumbnail or a crop"
+        )
+    seg_config = getattr(segmenter, "config", None)
+    min_area = getattr(seg_config, "min_tissue_area_um2", None)
+    if not mask.mask.any():
+        area_hint = (
+            f"lower the segmenter's `min_tissue_area_um2` (now {min_area:g} µm²: smaller pieces are "
+            f"dropped as dust; `segmenter: {{name: {cfg.segmenter.name}, params: {{min_tissue_area_um2: "
+            f"{min_area / 10:g}}}}}`), "
+            if isinstance(min_area, int | float) and min_area > 0
+            else ""
+        )
+        return (
+            f"slide {slide_id}: the tissue mask is empty: segmenter `{cfg.segmenter.name}` found no tissue "
+            f"({size}), so no patch can reach `min_tissue`. If the slide does hold tissue, {area_hint}"
+            "lower its threshold (`threshold`, or `min_threshold` for otsu) or try another `segmenter`"
+        )
+    tissue_mm2 = float(mask.mask.sum()) * (mask.downsample * mpp.mean) ** 2 / 1e6
+    return (
+        f"slide {slide_id}: no {cfg.patch_size} px patch at {names} "
+        f"has {cfg.min_tissue:.0%} tissue or more ({size}; the tissue mask holds {tissue_mm2:.3g} mm², "
+        "too little or too scattered to fill a patch); lower `min_tissue`, or check the tissue "
+        "detection (`segmenter`) if the slide holds more tissue than that"
+    )
 
 
 def _gather(ctx: StageContext, rows: list[SlideRow], order: list[str]) -> list[SlideRow]:

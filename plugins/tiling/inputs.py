@@ -4,36 +4,51 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from histo.errors import HistoError
+from histo.interfaces import SlideReader
+from histo.plugins.readers import OPENSLIDE_EXTENSIONS
+from histo.plugins.readers.dicom_series import DICOM_SUFFIX
 
-SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif")
+SLIDE_EXTENSIONS = OPENSLIDE_EXTENSIONS  # for readers that declare no extensions of their own
+
+
+def slide_extensions(configured: Sequence[str] | None, reader: SlideReader) -> list[str]:
+    """The recipe's `extensions`, else what the reader itself opens (else the whole-slide formats):
+    a folder of PNGs is found with `reader: image` alone."""
+    if configured:
+        return list(configured)
+    return list(reader.extensions or SLIDE_EXTENSIONS)
 
 
 def slide_id(path: Path) -> str:
-    """A slide's id: its file name without the extension (as CLAM and TRIDENT name outputs)."""
-    return path.stem
+    """A slide's id: its file name without the extension (as CLAM and TRIDENT name outputs), or the
+    folder's name for a DICOM series (a folder of `.dcm` instance files)."""
+    return path.name if path.is_dir() else path.stem
 
 
 def find_slides(root: Path, extensions: Iterable[str]) -> list[Path]:
     """`root` itself if it is a file, else every file below it with one of `extensions` (sorted).
 
-    Hidden files and folders are skipped (temporary copies, `.partial` files); two files with the same
-    slide id are an error, since their outputs would overwrite each other.
+    `.dcm` files stand for the folder that holds them: a DICOM series is one slide, whatever the number
+    of its instance files. Hidden files and folders are skipped (temporary copies, `.partial` files);
+    two slides with the same slide id are an error, since their outputs would overwrite each other.
     """
     if root.is_file():
-        return [root]
+        return [root.parent if root.suffix.lower() == DICOM_SUFFIX else root]
     if not root.is_dir():
         raise HistoError(f"slides: {root} does not exist; give a slide file or a folder of slides")
     wanted = {e.lower() for e in extensions}
     found = sorted(
-        path
-        for path in root.rglob("*")
-        if path.suffix.lower() in wanted
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and path.is_file()
+        {
+            path.parent if path.suffix.lower() == DICOM_SUFFIX else path
+            for path in root.rglob("*")
+            if path.suffix.lower() in wanted
+            and not any(part.startswith(".") for part in path.relative_to(root).parts)
+            and path.is_file()
+        }
     )
     if not found:
         raise HistoError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from histo.errors import HistoError
 
-from .magnification import Magnification, nest
+from .magnification import MICRONS_AT_1X, Magnification, nest
 
 LEVEL_TOLERANCE = 0.01  # a level up to 1% coarser than wanted is still used (e.g. 2.0005 for 2)
 MAX_UPSAMPLING = 1.1  # a target up to 10% finer than the scan is read at level 0 and resized
@@ -63,13 +63,10 @@ def plan_grids(
         raise ValueError(f"overlap {overlap} must be in [0, patch_size={patch_size})")
     ordered = nest(magnifications)
     finest = ordered[-1]
+    too_fine = [m for m in ordered if m.mpp * MAX_UPSAMPLING < source_mpp]
+    if too_fine:
+        raise TilingError(too_fine_message(slide, source_mpp, ordered, too_fine))
     scale = finest.mpp / source_mpp  # level-0 pixels per target pixel at the finest magnification
-    if scale * MAX_UPSAMPLING < 1:
-        raise TilingError(
-            f"slide {slide}: magnification {finest.name} ({finest.mpp:g} µm/px) is finer than the scan "
-            f"({source_mpp:g} µm/px) and would need {1 / scale:.2f}x upsampling. Remove {finest.name} from "
-            "`magnifications`, or, if the slide's mpp is wrong, correct it with `mpp_overrides`."
-        )
     unit_stride = max(1, round((patch_size - overlap) * scale))
     unit_overlap = round(overlap * scale)
     plans = []
@@ -93,3 +90,25 @@ def plan_grids(
             )
         )
     return plans
+
+
+def too_fine_message(
+    slide: str, source_mpp: float, ordered: Sequence[Magnification], too_fine: Sequence[Magnification]
+) -> str:
+    """Every magnification the scan cannot give at once, the scan's mpp, and the finest that works."""
+    finest_mpp = source_mpp / MAX_UPSAMPLING
+    listing = ", ".join(f"{m.name} ({m.mpp:g} µm/px, {source_mpp / m.mpp:.2f}x upsampling)" for m in too_fine)
+    usable = [m.name for m in ordered if m not in too_fine]
+    keep = (
+        f"Remove {', '.join(m.name for m in too_fine)} from `magnifications` (keeping {', '.join(usable)})"
+        if usable
+        else f"Use magnifications at or below {MICRONS_AT_1X / finest_mpp:.3g}x, e.g. "
+        f"[{MICRONS_AT_1X / (source_mpp * 2):.3g}x, {MICRONS_AT_1X / source_mpp:.3g}x]"
+    )
+    return (
+        f"slide {slide}: the scan has {source_mpp:.4g} µm/px ({MICRONS_AT_1X / source_mpp:.3g}x), so "
+        f"{'magnification' if len(too_fine) == 1 else 'magnifications'} {listing} "
+        f"{'is' if len(too_fine) == 1 else 'are'} finer than it; the finest that works on this slide is "
+        f"{finest_mpp:.4g} µm/px ({MICRONS_AT_1X / finest_mpp:.3g}x, at most {MAX_UPSAMPLING - 1:.0%} "
+        f"upsampling). {keep}, or, if the slide's mpp is wrong, correct it with `mpp_overrides`."
+    )

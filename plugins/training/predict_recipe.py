@@ -68,12 +68,11 @@ def predict_recipe(
     tile["mpp_overrides"] = {}
     tile["mpp_csv"] = None
     if mpp is not None:  # one value for every slide given (files without mpp metadata)
-        from histo.plugins.tiling.inputs import slide_id
+        from histo.plugins.tiling.inputs import find_slides, slide_extensions, slide_id
+        from histo.recipe.refs import SlideReaderRef
 
-        extensions = {e.lower() for e in tile.get("extensions", [])}
-        files = (
-            [slides] if slides.is_file() else [p for p in slides.rglob("*") if p.suffix.lower() in extensions]
-        )
+        reader = SlideReaderRef.model_validate(tile.get("reader") or "openslide").build()
+        files = find_slides(Path(slides), slide_extensions(tile.get("extensions"), reader))
         tile["mpp_overrides"] = {slide_id(p): mpp for p in files}
     extract["tiles"] = "tile"
     return {
