@@ -33,9 +33,10 @@ def _encoder(spec: EncoderSpec) -> Callable[[Any], Any]:
     """A factory for one catalogued foundation model (torch is imported only when it is called)."""
 
     def factory(config: Any) -> Any:
+        from . import catalogue
         from .foundation import FoundationEncoder
 
-        return FoundationEncoder(spec, config)
+        return FoundationEncoder(catalogue.CATALOGUE[spec.name], config)
 
     factory.__qualname__ = factory.__name__ = f"build_{spec.name}"
     return factory

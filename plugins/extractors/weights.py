@@ -111,9 +111,11 @@ def read_state_dict(path: Path) -> State:
             return load_file(str(path), device="cpu")
         return unwrap(torch.load(path, map_location="cpu", weights_only=True))
     except pickle.UnpicklingError as exc:
+        text = str(exc)
+        reason = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0] or text.split("\n")[0]
         raise HistoError(
-            f"{path} is not a plain weights file (it needs code to unpickle: {exc}); use the state dict "
-            "as published (pytorch_model.bin / model.safetensors)"
+            f"cannot read weights file {path}: not a plain state dict of tensors ({reason}); use the file "
+            "as published (pytorch_model.bin, model.safetensors); files that run code to unpickle are refused"
         ) from exc
     except (OSError, RuntimeError, EOFError, TypeError, ValueError, zipfile.BadZipFile) as exc:
         raise HistoError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from exc
