@@ -413,9 +413,134 @@ stages:
     with openslide.OpenSlide(str(slide)) as handle:  # row 0 by hand: read, resize, normalise, model
         x, y = (int(v) for v in coords[0])
         region = handle.read_region((x, y), level, (size, size)).convert("RGB")
-    region = np.asarray(region.resize((224, 224), Image.Resampling.BILINEAR))
+    region = np.array(region.resize((224, 224), Image.Resampling.BILINEAR))
     image = torch.from_numpy(region).permute(2, 0, 1).float().div(255).unsqueeze(0)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in catalogue.IMAGENET)
     with torch.inference_mode():
         expected = net((image - mean) / std)[0].numpy()
     np.testing.assert_allclose(features[0], expected, rtol=1e-3, atol=1e-3)
+
+
+# -- parity with the authors' libraries, where they import ---------------------------------------------
+
+
+def test_phikon_v2_matches_hugging_face_dinov2(tmp_path: Path, use_shallow: None) -> None:
+    """The file `transformers` itself writes for a Dinov2Model loads and gives its class token."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    from safetensors.torch import save_file
+
+    arch = CATALOGUE["phikon_v2"].arch
+    assert arch is not None
+    config = transformers.Dinov2Config(
+        image_size=arch.img_size,
+        patch_size=arch.patch_size,
+        hidden_size=arch.embed_dim,
+        num_hidden_layers=arch.depth,
+        num_attention_heads=arch.num_heads,
+        mlp_ratio=int(arch.mlp_ratio),
+        layerscale_value=1e-5,
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+        use_swiglu_ffn=False,
+    )
+    torch.manual_seed(0)
+    reference = transformers.Dinov2Model(config).eval()
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.add_(torch.randn_like(param) * 0.05)  # away from the init's ones and zeros
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    model = registry().build("phikon_v2", {"weights": str(path)}).build()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        expected = reference(pixel_values=x).last_hidden_state[:, 0]
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
+        # another size: both resample the position embeddings (bicubic, no antialiasing)
+        y = torch.randn(1, 3, 320, 320)
+        torch.testing.assert_close(
+            model(y), reference(pixel_values=y).last_hidden_state[:, 0], rtol=1e-4, atol=1e-4
+        )
+
+
+def _import_timm() -> Any:
+    try:
+        import timm
+    except Exception as exc:  # ImportError, or torchvision built for another torch
+        pytest.skip(
+            f"timm cannot be imported here ({type(exc).__name__}: {str(exc)[:80]}); it needs a torchvision "
+            "matching torch: this parity test runs where `import timm` works"
+        )
+    return timm
+
+
+TIMM_BUILDS = {  # name: the timm architecture and arguments the model cards give, depth cut to 1
+    "uni": ("vit_large_patch16_224", {"init_values": 1e-5, "dynamic_img_size": True}),
+    "uni2_h": (
+        "vit_giant_patch14_224",
+        {
+            "patch_size": 14,
+            "depth": 24,
+            "num_heads": 24,
+            "init_values": 1e-5,
+            "embed_dim": 1536,
+            "mlp_ratio": 2.66667 * 2,
+            "no_embed_class": True,
+            "reg_tokens": 8,
+            "dynamic_img_size": True,
+        },
+    ),
+    "virchow2": (
+        "vit_huge_patch14_224",
+        {
+            "init_values": 1e-5,
+            "reg_tokens": 4,
+            "mlp_ratio": 5.3375,
+            "global_pool": "",
+            "dynamic_img_size": True,
+        },
+    ),
+    "h_optimus_0": (
+        "vit_giant_patch14_reg4_dinov2",
+        {"img_size": 224, "init_values": 1e-5, "global_pool": "token"},
+    ),
+    "prov_gigapath": (
+        "vit_giant_patch14_dinov2",
+        {
+            "img_size": 224,
+            "patch_size": 16,
+            "embed_dim": 1536,
+            "num_heads": 24,
+            "mlp_ratio": 5.33334,
+            "init_values": 1e-5,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_BUILDS))
+def test_timm_layout_models_match_timm(name: str, tmp_path: Path, use_shallow: None) -> None:
+    timm = _import_timm()
+    arch_name, kwargs = TIMM_BUILDS[name]
+    extra: dict[str, Any] = {"num_classes": 0, **kwargs, "depth": 1}
+    if name in ("uni2_h", "virchow2"):
+        extra.update(mlp_layer=timm.layers.SwiGLUPacked, act_layer=torch.nn.SiLU)
+    torch.manual_seed(0)
+    reference = timm.create_model(arch_name, pretrained=False, **extra).eval()
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(reference.state_dict(), path)
+    model = registry().build(name, {"weights": str(path)}).build()
+    size = CATALOGUE[name].input_size
+    x = torch.randn(2, 3, size, size)
+    with torch.inference_mode():
+        out = model(x)
+        if name == "virchow2":
+            tokens = reference(x)
+            expected = torch.cat([tokens[:, 0], tokens[:, 5:].mean(1)], dim=-1)
+        elif name == "prov_gigapath":
+            expected = reference(x[:, :, 16:240, 16:240])
+        else:
+            expected = reference(x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)

@@ -38,10 +38,14 @@ def timm_layout(state: State) -> tuple[State, list[str]]:
 
 
 _DINOV2_LAYER = re.compile(r"encoder\.layer\.(\d+)\.(.+)")
+# transformers 4 saved `attention.attention.query`, transformers 5 saves `attention.q_proj`
+_DINOV2_QKV = re.compile(r"attention\.(?:attention\.(query|key|value)|(q|k|v)_proj)\.(weight|bias)")
+_QKV_SHORT = {"q": "query", "k": "key", "v": "value"}
 _DINOV2_RENAMES = {
     "norm1": "norm1",
     "norm2": "norm2",
     "attention.output.dense": "attn.proj",
+    "attention.o_proj": "attn.proj",
     "layer_scale1.lambda1": "ls1.gamma",
     "layer_scale2.lambda1": "ls2.gamma",
     "mlp.fc1": "mlp.fc1",
@@ -59,7 +63,10 @@ _DINOV2_TOP = {
 
 
 def hf_dinov2(state: State) -> tuple[State, list[str]]:
-    """Hugging Face `Dinov2Model` (Phikon-v2): separate query/key/value become one fused `qkv`."""
+    """Hugging Face `Dinov2Model` (Phikon-v2): separate query/key/value become one fused `qkv`.
+
+    Both the names of the published file (transformers 4) and those transformers 5 saves are read.
+    """
     if state and all(k.startswith("dinov2.") for k in state):  # saved from a model with a task head
         state = {k.removeprefix("dinov2."): v for k, v in state.items()}
     out: State = {}
@@ -73,9 +80,10 @@ def hf_dinov2(state: State) -> tuple[State, list[str]]:
             out[key] = value
             continue
         layer, rest = match.groups()
-        proj = re.fullmatch(r"attention\.attention\.(query|key|value)\.(weight|bias)", rest)
+        proj = _DINOV2_QKV.fullmatch(rest)
         if proj is not None:
-            qkv.setdefault((layer, proj.group(2)), {})[proj.group(1)] = value
+            part = proj.group(1) or _QKV_SHORT[proj.group(2)]
+            qkv.setdefault((layer, proj.group(3)), {})[part] = value
             continue
         stem, _, leaf = rest.rpartition(".")
         target = _DINOV2_RENAMES.get(stem) or _DINOV2_RENAMES.get(rest)
