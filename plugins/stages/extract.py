@@ -62,7 +62,9 @@ class ExtractConfig(BaseModel):
         "to readers",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        default="auto", description="autocast dtype; auto is bf16 on CUDA and fp32 on CPU"
+        default="auto",
+        description="autocast dtype; auto is the extractor's GPU precision (bf16 unless it names one, "
+        "e.g. fp16 for uni) on CUDA and fp32 on CPU",
     )
     feature_dtype: Literal["float32", "float16"] = Field(
         default="float32", description="dtype stored on disk"
