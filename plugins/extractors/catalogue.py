@@ -24,9 +24,9 @@ HOPTIMUS: tuple[Triple, Triple] = ((0.707223, 0.578729, 0.703617), (0.211883, 0.
 Head = Literal["class_token", "class_and_mean_patch", "conch", "pool"]
 Layout = Literal["timm", "hf_dinov2", "conch", "torchvision_resnet"]
 GATED = (
-    "Gated model: on https://huggingface.co/{repo} log in, accept the licence ({licence}), then on a "
-    "machine with internet run `huggingface-cli login` and `huggingface-cli download {repo}` (into the "
-    "HF_HOME the run sees) or copy its {files} beside the recipe."
+    "Gated model: on https://huggingface.co/{repo} log in and accept the licence ({licence}); then, on a "
+    "machine with internet, run `huggingface-cli login` and `huggingface-cli download {repo}` into the "
+    "Hugging Face cache the run sees (HF_HOME), or download its {files} and set `weights:` to that file."
 )
 
 
@@ -186,7 +186,8 @@ SPECS: tuple[EncoderSpec, ...] = (
         filenames=("pytorch_model.bin", "model.safetensors"),
         how_to_get=(
             "Download it from https://huggingface.co/bioptimus/H-optimus-0 (Apache-2.0; accept the terms on "
-            "the page if asked): `huggingface-cli download bioptimus/H-optimus-0` on a machine with internet."
+            "the page if asked): `huggingface-cli download bioptimus/H-optimus-0` on a machine with "
+            "internet, or set `weights:` to the downloaded file."
         ),
     ),
     EncoderSpec(
@@ -245,7 +246,8 @@ SPECS: tuple[EncoderSpec, ...] = (
         filenames=("model.safetensors", "pytorch_model.bin"),
         how_to_get=(
             "Download it from https://huggingface.co/owkin/phikon-v2 (non-commercial licence, see the model "
-            "card): `huggingface-cli download owkin/phikon-v2` on a machine with internet."
+            "card): `huggingface-cli download owkin/phikon-v2` on a machine with internet, or set `weights:` "
+            "to the downloaded model.safetensors."
         ),
     ),
     EncoderSpec(
@@ -269,7 +271,8 @@ SPECS: tuple[EncoderSpec, ...] = (
             "The ImageNet weights CLAM uses are torchvision's resnet50-19c8e357.pth "
             "(https://download.pytorch.org/models/resnet50-19c8e357.pth, its sha256 starts with 19c8e357), "
             "also on the hub as `huggingface-cli download timm/resnet50.tv_in1k`; fetch either on a machine "
-            "with internet (torchvision keeps the first in $TORCH_HOME/hub/checkpoints)."
+            "with internet (torchvision keeps the first in $TORCH_HOME/hub/checkpoints), or set `weights:` "
+            "to the downloaded file."
         ),
         torch_hub_files=("resnet50-19c8e357.pth",),
     ),

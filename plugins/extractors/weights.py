@@ -87,7 +87,7 @@ class WeightsSource:
             looked.append(str(path))
         raise HistoError(
             f"no weights for `{label}`: looked in {'; '.join(looked)}. Nothing is downloaded during a "
-            f"run. {self.how_to_get} Then rerun, or set `weights:` in the extractor's params to the file"
+            f"run. {self.how_to_get}"
         )
 
 
