@@ -348,13 +348,20 @@ def test_weights_from_the_local_hugging_face_cache(
         (repo / "snapshots" / name).mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
-    path.rename(repo / "snapshots" / "abc123" / "pytorch_model.bin")
+    (repo / "blobs").mkdir()  # as huggingface-cli lays it out: snapshot files link to blobs/<sha256>
+    blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+    path.rename(blob)
+    (repo / "snapshots" / "abc123" / "pytorch_model.bin").symlink_to(f"../../blobs/{blob.name}")
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(home))
     extractor = registry().build("uni", {})
     assert extractor.weights == repo / "snapshots" / "abc123" / "pytorch_model.bin"
     assert extractor.build()(torch.zeros(1, 3, 224, 224)).shape == (1, 1024)
+    with blob.open("ab") as fh:  # a corrupted download is caught by the name the cache gave the blob
+        fh.write(b"\0")
+    with pytest.raises(HistoError, match=r"but the Hugging Face cache's record expects [0-9a-f]{64}"):
+        registry().build("uni", {})
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     with pytest.raises(HistoError) as err:

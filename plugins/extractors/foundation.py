@@ -17,7 +17,7 @@ from histo.interfaces import FeatureExtractor
 from .catalogue import EncoderSpec
 from .configs import FoundationEncoderConfig
 from .hashing import file_sha256
-from .weights import WeightsSource, check_sha256, torch_hub_checkpoints
+from .weights import WeightsSource, check_sha256, hf_blob_sha256, torch_hub_checkpoints
 
 
 def weights_source(spec: EncoderSpec) -> WeightsSource:
@@ -53,6 +53,10 @@ class FoundationEncoder(FeatureExtractor):
         self.weights = resolve_weights(spec, config)
         if config.sha256 is not None:  # fail before any slide is read
             check_sha256(self.weights, config.sha256)
+        else:
+            recorded = hf_blob_sha256(self.weights)
+            if recorded is not None:
+                check_sha256(self.weights, recorded, source="the Hugging Face cache's record")
         self.dropped_keys: list[str] = []
 
     def build(self) -> nn.Module:

@@ -91,15 +91,28 @@ class WeightsSource:
         )
 
 
-def check_sha256(path: Path, expected: str | None) -> str:
-    """The file's sha256; an error when it differs from the one the recipe expects."""
+def check_sha256(path: Path, expected: str | None, source: str = "the extractor's `sha256:`") -> str:
+    """The file's sha256; an error when it differs from the one expected."""
     digest = file_sha256(path)
     if expected is not None and digest != expected.lower():
         raise HistoError(
-            f"{path} has sha256 {digest}, but the extractor's `sha256:` expects {expected.lower()}: the file "
-            "is incomplete, corrupt or another model's; download it again (or fix `sha256:`)"
+            f"{path} has sha256 {digest}, but {source} expects {expected.lower()}: the file is incomplete, "
+            "corrupt or another model's; download it again (or fix `sha256:`)"
         )
     return digest
+
+
+def hf_blob_sha256(path: Path) -> str | None:
+    """The sha256 the Hugging Face cache recorded for a large file, if `path` is one of its snapshots.
+
+    Snapshot files link to `blobs/<name>`; for files stored with Git LFS (every weights file) the name
+    is the sha256 of the content, so a truncated or altered download is caught without a `sha256:`.
+    """
+    if not path.is_symlink() or path.parent.parent.name != "snapshots":
+        return None
+    name = path.resolve().name
+    is_digest = len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+    return name if is_digest and path.resolve().parent.name == "blobs" else None
 
 
 def read_state_dict(path: Path) -> State:
