@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -386,7 +387,7 @@ def test_resnet_weights_from_the_torch_hub_cache(tmp_path: Path, monkeypatch: py
 
 
 def test_extract_stage_with_a_named_encoder_on_a_real_slide(
-    slides_dir: Path, tmp_path: Path, load_recipe_text: Any
+    slides_dir: Path, tmp_path: Path, load_recipe_text: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from histo.run import run_recipe
 
@@ -405,8 +406,13 @@ stages:
     params: {{tiles: tile, extractor: {{name: resnet50_trunc, params: {{weights: {weights}}}}}}}
 """
     )
-    result = run_recipe(loaded, tmp_path / "run", quiet=True)
+    with caplog.at_level(logging.WARNING, logger="histo"):
+        result = run_recipe(loaded, tmp_path / "run", quiet=True)
     assert result.ok, result.summary
+    assert (
+        "resnet50_trunc was trained on patches at 0.5 µm/px (20x); magnification 5x is read at 2"
+        in caplog.text
+    )
     stage = tmp_path / "run" / "stages" / "extract"
     with h5py.File(stage / "features" / "5x" / "cmu-1-small-region.h5") as f:
         features, coords = f["features"][:], f["coords"][:]

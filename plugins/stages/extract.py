@@ -82,6 +82,7 @@ class ExtractStage(Stage[ExtractConfig]):
     def run(self, ctx: StageContext) -> None:
         from histo import __version__
         from histo.plugins.extractors.hashing import extractor_hash
+        from histo.plugins.extractors.resolution import resolution_warnings
         from histo.plugins.extractors.tiles import read_tile_folder
 
         cfg = self.config
@@ -90,6 +91,9 @@ class ExtractStage(Stage[ExtractConfig]):
         extractor = cfg.extractor.build()
         model = extractor.build()  # some extractors learn their sizes here
         description = extractor.describe()
+        if ctx.is_main:
+            for warning in resolution_warnings(cfg.extractor.name, description, tiles.root, mags):
+                ctx.log.warning("%s: %s", ctx.stage_id, warning)
         digest = extractor_hash(cfg.extractor.name, description)
         config_json = {"name": cfg.extractor.name, "params": cfg.extractor.params, **description}
         file_attrs = {
