@@ -557,3 +557,22 @@ def test_timm_layout_models_match_timm(name: str, tmp_path: Path, use_shallow: N
         else:
             expected = reference(x)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs where torch sees one)")
+@pytest.mark.parametrize("name", ["uni", "uni2_h", "conch"])
+def test_authors_precision_on_the_gpu(name: str, tmp_path: Path, use_shallow: None) -> None:
+    """`precision: auto` runs each model in its authors' dtype; features stay close to fp32 ones."""
+    from histo.plugins.extractors.engine import Engine
+
+    net = random_net(CATALOGUE[name])
+    path = published_file(name, net, tmp_path)
+    extractor = registry().build(name, {"weights": str(path)})
+    size = extractor.input_size
+    images = torch.randint(0, 256, (4, size, size, 3), dtype=torch.uint8)
+    gpu = Engine(extractor, extractor.build(), device="cuda", precision="auto", num_workers=0)
+    cpu = Engine(extractor, extractor.build(), device="cpu", precision="auto", num_workers=0)
+    assert gpu.precision == EXPECTED[name][5] and cpu.precision == "fp32"
+    fast, exact = gpu.embed(images), cpu.embed(images)
+    assert fast.dtype == torch.float32 and fast.shape == (4, EXPECTED[name][0])
+    assert torch.nn.functional.cosine_similarity(fast, exact).min() > 0.99
