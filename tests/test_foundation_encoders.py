@@ -31,6 +31,7 @@ from histo.plugins.extractors.encoders import build_network, wrap
 from histo.plugins.extractors.engine import resolve_precision
 from histo.plugins.extractors.patches import PatchDataset
 from histo.plugins.extractors.resnet import _stage
+from histo.plugins.extractors.resolution import resolution_warnings
 from histo.plugins.extractors.vit import VisionTransformer
 
 NAMES = ("uni", "uni2_h", "conch", "virchow2", "h_optimus_0", "prov_gigapath", "phikon_v2", "resnet50_trunc")
@@ -276,6 +277,18 @@ def test_output_definitions(use_shallow: None) -> None:
         assert wrap(spec, net)(torch.randn(1, 3, 448, 448)).shape == (1, 1024)
 
 
+def test_a_magnification_far_from_the_training_one_is_named(tmp_path: Path) -> None:
+    tiling = {"magnifications": [{"name": "10x", "mpp": 1.0}, {"name": "20x", "mpp": 0.5}]}
+    (tmp_path / "tiling.json").write_text(json.dumps(tiling))
+    uni = {"expected_mpp": 0.5}
+    assert resolution_warnings("uni", uni, tmp_path, ["10x", "20x"]) == [
+        "uni was trained on patches at 0.5 µm/px (20x); magnification 10x is read at 1 µm/px, so its "
+        "features are out of the model's training distribution"
+    ]
+    assert resolution_warnings("uni", uni, tmp_path, ["20x"]) == []
+    assert resolution_warnings("virchow2", {"expected_mpp": None}, tmp_path, ["10x"]) == []
+
+
 def test_resize_filter_and_gpu_precision_reach_the_engine() -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
@@ -409,10 +422,7 @@ stages:
     with caplog.at_level(logging.WARNING, logger="histo"):
         result = run_recipe(loaded, tmp_path / "run", quiet=True)
     assert result.ok, result.summary
-    assert (
-        "resnet50_trunc was trained on patches at 0.5 µm/px (20x); magnification 5x is read at 2"
-        in caplog.text
-    )
+    assert "trained on patches" not in caplog.text  # ImageNet weights: no pathology resolution
     stage = tmp_path / "run" / "stages" / "extract"
     with h5py.File(stage / "features" / "5x" / "cmu-1-small-region.h5") as f:
         features, coords = f["features"][:], f["coords"][:]

@@ -44,10 +44,9 @@ def _encoder(spec: EncoderSpec) -> Callable[[Any], Any]:
 
 def _encoder_description(spec: EncoderSpec) -> str:
     crop = f", centre {spec.crop}" if spec.crop else ""
-    return (
-        f"{spec.title}: {spec.output_dim}-d, {spec.input_size} px{crop} at {spec.mpp} mpp; "
-        f"local weights ({spec.licence})"
-    )
+    at = f" at {spec.mpp} mpp" if spec.mpp is not None else ""
+    size = f"{spec.output_dim}-d, {spec.input_size} px{crop}{at}"
+    return f"{spec.title}: {size}; local weights ({spec.licence})"
 
 
 SPECS: tuple[ComponentSpec[Any], ...] = (

@@ -44,7 +44,8 @@ class EncoderSpec:
     std: Triple
     interpolation: Literal["bilinear", "bicubic"]
     precision: Literal["fp32", "fp16", "bf16"]  # the authors' inference precision on a GPU
-    mpp: float  # microns per pixel it was trained at (20x = 0.5)
+    # microns per pixel it was trained at (20x = 0.5); None: several (Virchow2) or none (ImageNet)
+    mpp: float | None
     licence: str
     hf_repo: str | None
     filenames: tuple[str, ...]
@@ -150,7 +151,7 @@ SPECS: tuple[EncoderSpec, ...] = (
         std=IMAGENET[1],
         interpolation="bicubic",
         precision="fp16",
-        mpp=0.5,
+        mpp=None,
         licence=CC_NC_ND,
         hf_repo="paige-ai/Virchow2",
         filenames=("pytorch_model.bin", "model.safetensors"),
@@ -263,7 +264,7 @@ SPECS: tuple[EncoderSpec, ...] = (
         std=IMAGENET[1],
         interpolation="bilinear",
         precision="fp32",
-        mpp=0.5,
+        mpp=None,
         licence="BSD-3-Clause",
         hf_repo="timm/resnet50.tv_in1k",
         filenames=("model.safetensors", "pytorch_model.bin"),
