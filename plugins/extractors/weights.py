@@ -122,7 +122,13 @@ def read_state_dict(path: Path) -> State:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        return unwrap(torch.load(path, map_location="cpu", weights_only=True))
+        try:  # memory-mapped: the tensors become the parameters, so a 4.5 GB file is not held twice
+            return unwrap(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            # files saved before torch 1.6's zip format (torchvision's resnet50-19c8e357.pth) cannot be mapped
+            return unwrap(torch.load(path, map_location="cpu", weights_only=True))
     except pickle.UnpicklingError as exc:
         text = str(exc)
         reason = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0] or text.split("\n")[0]
