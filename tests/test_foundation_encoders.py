@@ -29,6 +29,7 @@ from histo.plugins.extractors import catalogue
 from histo.plugins.extractors.catalogue import CATALOGUE, EncoderSpec
 from histo.plugins.extractors.encoders import build_network, wrap
 from histo.plugins.extractors.engine import resolve_precision
+from histo.plugins.extractors.heads import AttentionalPooler
 from histo.plugins.extractors.patches import PatchDataset
 from histo.plugins.extractors.resnet import _stage
 from histo.plugins.extractors.resolution import resolution_warnings
@@ -275,6 +276,22 @@ def test_output_definitions(use_shallow: None) -> None:
     net = random_net(spec)
     with torch.inference_mode():  # another input size: position embeddings are resampled, not cropped
         assert wrap(spec, net)(torch.randn(1, 3, 448, 448)).shape == (1, 1024)
+
+
+def test_conch_pooler_computes_as_coca_does() -> None:
+    """CoCa's pooler runs sequence-first (L, N, D) with repeated queries; ours batch-first, same result."""
+    torch.manual_seed(0)
+    pooler = AttentionalPooler(512, 768, 8, n_queries=1).eval()
+    with torch.no_grad():
+        pooler.query.normal_()
+    coca = torch.nn.MultiheadAttention(512, 8, kdim=768, vdim=768)  # batch_first=False, as in CoCa
+    coca.load_state_dict(pooler.attn.state_dict())
+    tokens = torch.randn(3, 785, 768)
+    with torch.inference_mode():
+        context = pooler.ln_k(tokens).permute(1, 0, 2)
+        query = pooler.ln_q(pooler.query).unsqueeze(1).repeat(1, 3, 1)
+        expected = coca(query, context, context, need_weights=False)[0].permute(1, 0, 2)
+        torch.testing.assert_close(pooler(tokens), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_magnification_far_from_the_training_one_is_named(tmp_path: Path) -> None:
