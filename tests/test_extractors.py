@@ -42,7 +42,9 @@ def test_all_extractors_register_without_importing_torch() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert out == ["efficientnet_lite0,handcrafted,local_model,timm", "False"]
+    named = ["conch", "h_optimus_0", "phikon_v2", "prov_gigapath", "resnet50_trunc", "uni", "uni2_h"]
+    expected = sorted(["efficientnet_lite0", "handcrafted", "local_model", "timm", "virchow2", *named])
+    assert out == [",".join(expected), "False"]
 
 
 # -- efficientnet_lite0 ------------------------------------------------------------------------------

@@ -24,6 +24,12 @@ class FeatureExtractor(ABC):
     # readers leave). A module of many small ops can run slower on 2 threads than on 1; with a cap,
     # the cores it leaves go to reader workers instead.
     max_threads: int | None = None
+    # The filter of the one resize from the read size to `input_size` (PIL's, antialiased when
+    # shrinking): models are trained with a given one, and the features depend on it.
+    interpolation: str = "bilinear"  # or "bicubic"
+    # The autocast dtype the extract stage's `precision: auto` uses on a GPU ("fp32", "bf16" or
+    # "fp16"; None: bf16). Some models' authors run them in fp16 or full fp32.
+    gpu_precision: str | None = None
 
     @abstractmethod
     def build(self) -> torch.nn.Module:

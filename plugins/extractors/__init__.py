@@ -8,7 +8,15 @@ from typing import Any
 
 from histo import ComponentSpec, hookimpl
 
-from .configs import EfficientNetLite0Config, HandcraftedConfig, LocalModelConfig, TimmConfig
+from .catalogue import SPECS as ENCODERS
+from .catalogue import EncoderSpec
+from .configs import (
+    EfficientNetLite0Config,
+    FoundationEncoderConfig,
+    HandcraftedConfig,
+    LocalModelConfig,
+    TimmConfig,
+)
 
 
 def _lazy(module: str, name: str) -> Callable[[Any], Any]:
@@ -19,6 +27,26 @@ def _lazy(module: str, name: str) -> Callable[[Any], Any]:
 
     factory.__qualname__ = factory.__name__ = f"build_{name}"
     return factory
+
+
+def _encoder(spec: EncoderSpec) -> Callable[[Any], Any]:
+    """A factory for one catalogued foundation model (torch is imported only when it is called)."""
+
+    def factory(config: Any) -> Any:
+        from . import catalogue
+        from .foundation import FoundationEncoder
+
+        return FoundationEncoder(catalogue.CATALOGUE[spec.name], config)
+
+    factory.__qualname__ = factory.__name__ = f"build_{spec.name}"
+    return factory
+
+
+def _encoder_description(spec: EncoderSpec) -> str:
+    crop = f", centre {spec.crop}" if spec.crop else ""
+    at = f" at {spec.mpp} mpp" if spec.mpp is not None else ""
+    size = f"{spec.output_dim}-d, {spec.input_size} px{crop}{at}"
+    return f"{spec.title}: {size}; local weights ({spec.licence})"
 
 
 SPECS: tuple[ComponentSpec[Any], ...] = (
@@ -45,6 +73,10 @@ SPECS: tuple[ComponentSpec[Any], ...] = (
         _lazy("local_model", "LocalModel"),
         LocalModelConfig,
         "a lab's own TorchScript (or trusted pickled) model file with its input size and normalisation",
+    ),
+    *(
+        ComponentSpec(spec.name, _encoder(spec), FoundationEncoderConfig, _encoder_description(spec))
+        for spec in ENCODERS
     ),
 )
 

@@ -74,3 +74,21 @@ class LocalModelConfig(BaseModel):
         default=False,
         description="loading a pickled module runs code from the file: set true only for files you trust",
     )
+
+
+class FoundationEncoderConfig(BaseModel):
+    """Where a named pathology foundation model's published weights are; nothing is downloaded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: InputPath | None = Field(
+        default=None,
+        description="the weights file as published (pytorch_model.bin, model.safetensors, .pth); default: "
+        "found in the local Hugging Face cache (HF_HUB_CACHE, HF_HOME or ~/.cache/huggingface)",
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="expected sha256 of the weights file (as shown on its Hugging Face file page); a "
+        "different file stops the run",
+    )

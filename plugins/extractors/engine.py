@@ -92,10 +92,14 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: `auto` is bf16 on CUDA and full fp32 on CPU."""
+def resolve_precision(
+    precision: Precision, device: torch.device, preferred: str | None = None
+) -> torch.dtype | None:
+    """The autocast dtype: `auto` is the extractor's `gpu_precision` (default bf16) on CUDA, fp32 on CPU."""
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        if device.type != "cuda":
+            return None
+        return AUTOCAST[preferred] if preferred is not None and preferred in AUTOCAST else torch.bfloat16
     return AUTOCAST[precision]
 
 
@@ -152,7 +156,7 @@ class Engine:
         if num_workers is None:
             num_workers = default_num_workers(1, self.device.type, cap)
         self.num_workers = num_workers
-        self.autocast = resolve_precision(precision, self.device)
+        self.autocast = resolve_precision(precision, self.device, getattr(extractor, "gpu_precision", None))
         self.cuda = self.device.type == "cuda"
         self.threads = default_threads(self.num_workers) if threads is None else threads
         if threads is None and cap is not None and self.threads is not None:
@@ -178,7 +182,8 @@ class Engine:
         return self.num_workers if n_patches > self.batch_size else 0  # a few patches: no fork
 
     def loader(self, jobs: Sequence[PatchJob]) -> DataLoader[tuple[torch.Tensor, int, int, bool, str]]:
-        dataset = PatchDataset(jobs, self.extractor.input_size)
+        interpolation = getattr(self.extractor, "interpolation", "bilinear")
+        dataset = PatchDataset(jobs, self.extractor.input_size, interpolation)
         workers = self.workers_for(len(dataset))
         return DataLoader(
             dataset,

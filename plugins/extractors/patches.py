@@ -46,6 +46,9 @@ class PatchJob:
         return len(self.grid)
 
 
+RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
 class PatchDataset(Dataset[tuple[torch.Tensor, int, int, bool, str]]):
     """Item i -> (RGB uint8 [S, S, 3], job index, row in that job, read ok, error message).
 
@@ -53,9 +56,10 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int, int, bool, str]]):
     memory, and a permute there gives a channels-last tensor for free.
     """
 
-    def __init__(self, jobs: Sequence[PatchJob], input_size: int) -> None:
+    def __init__(self, jobs: Sequence[PatchJob], input_size: int, interpolation: str = "bilinear") -> None:
         self.jobs = list(jobs)
         self.input_size = input_size
+        self.resample = RESAMPLE[interpolation]
         self.offsets = [0]
         for job in self.jobs:
             self.offsets.append(self.offsets[-1] + len(job))
@@ -94,7 +98,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int, int, bool, str]]):
         """One resize from the read size straight to the model's input size (antialiased)."""
         if pixels.shape[0] == self.input_size:
             return np.ascontiguousarray(pixels)
-        image = Image.fromarray(pixels).resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
+        image = Image.fromarray(pixels).resize((self.input_size, self.input_size), self.resample)
         return np.asarray(image).copy()
 
     def _slide_for(self, source: SlideSource) -> Slide | None:

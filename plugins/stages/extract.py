@@ -62,7 +62,9 @@ class ExtractConfig(BaseModel):
         "to readers",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        default="auto", description="autocast dtype; auto is bf16 on CUDA and fp32 on CPU"
+        default="auto",
+        description="autocast dtype; auto is the extractor's GPU precision (bf16 unless it names one, "
+        "e.g. fp16 for uni) on CUDA and fp32 on CPU",
     )
     feature_dtype: Literal["float32", "float16"] = Field(
         default="float32", description="dtype stored on disk"
@@ -80,6 +82,7 @@ class ExtractStage(Stage[ExtractConfig]):
     def run(self, ctx: StageContext) -> None:
         from histo import __version__
         from histo.plugins.extractors.hashing import extractor_hash
+        from histo.plugins.extractors.resolution import resolution_warnings
         from histo.plugins.extractors.tiles import read_tile_folder
 
         cfg = self.config
@@ -88,6 +91,9 @@ class ExtractStage(Stage[ExtractConfig]):
         extractor = cfg.extractor.build()
         model = extractor.build()  # some extractors learn their sizes here
         description = extractor.describe()
+        if ctx.is_main:
+            for warning in resolution_warnings(cfg.extractor.name, description, tiles.root, mags):
+                ctx.log.warning("%s: %s", ctx.stage_id, warning)
         digest = extractor_hash(cfg.extractor.name, description)
         config_json = {"name": cfg.extractor.name, "params": cfg.extractor.params, **description}
         file_attrs = {
