@@ -166,6 +166,7 @@ class TinyCohort:
         *,
         omics: bool = True,
         features: bool = True,
+        task: str | None = None,
         epochs: int = 2,
         folds: int = 2,
         batch_size: int = 4,
@@ -173,7 +174,8 @@ class TinyCohort:
         stage_id: str = "train",
     ) -> str:
         """YAML text of a one-stage recipe that trains `model` (the flow mapping of the train stage's
-        `model:` key, e.g. "{slide_encoder: abmil}") on this cohort."""
+        `model:` key, e.g. "{slide_encoder: abmil}") on this cohort; `task` replaces the default
+        (classification of `diagnosis`, benign vs tumour) with another flow mapping."""
         lines = [
             f"seed: {seed}",
             "stages:",
@@ -188,9 +190,9 @@ class TinyCohort:
             genes = ", ".join(f"{g}: [{', '.join(names)}]" for g, names in self.groups.items())
             lines.append(f"      omics: {{table: '{self.omics}', groups: {{genes: {{{genes}}}}}}}")
         classes = ", ".join(self.classes)
+        default = f"{{name: classification, params: {{column: {self.label_column}, classes: [{classes}]}}}}"
         lines += [
-            f"      task: {{name: classification, params: {{column: {self.label_column}, "
-            f"classes: [{classes}]}}}}",
+            f"      task: {task or default}",
             f"      model: {model}",
             f"      splits: {{folds: {folds}, stratify: label}}",
             f"      training: {{epochs: {epochs}, batch_size: {batch_size}}}",
