@@ -26,8 +26,10 @@ class ClassificationConfig(BaseModel):
     column: str = Field(description="Column of the cohort's label table holding each patient's class.")
     classes: list[str] = Field(
         min_length=2,
-        description="The classes in the order of the head's outputs. Values are compared as text, "
-        "so 2, 2.0 and '2' are the same class. Patients with another value are excluded.",
+        description="The classes in the order of the head's outputs: distinct non-empty strings (quote "
+        "numbers: ['1', '2']). The label column's values are compared as text, so 2, 2.0 and '2' in the "
+        "table are class '2'. Every class must occur in the data and every value must be a class "
+        "(a patient with a missing value is skipped).",
     )
     class_weights: Literal["balanced", "none"] = Field(
         "balanced",
@@ -42,9 +44,18 @@ class ClassificationConfig(BaseModel):
 
     @field_validator("classes", mode="before")
     @classmethod
-    def _classes_as_text(cls, value: Any) -> Any:
+    def _classes_are_strings(cls, value: Any) -> Any:
+        """YAML turns `nan`, `yes`, `0` and `[a]` into floats, booleans, ints and lists: all would become
+        class names no table value matches, silently dropping patients."""
         if isinstance(value, list | tuple):
-            return [label_text(v) for v in value]
+            bad = [v for v in value if not isinstance(v, str)]
+            if bad:
+                quoted = ", ".join(repr(str(v)) for v in bad)
+                raise ValueError(
+                    f"classes are strings; YAML read {', '.join(repr(v) for v in bad)} as "
+                    f"{', '.join(sorted({type(v).__name__ for v in bad}))}: quote them ({quoted})"
+                )
+            return [v.strip() for v in value]
         return value
 
     @field_validator("classes")

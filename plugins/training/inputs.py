@@ -113,6 +113,10 @@ def load_inputs(
     labels = cohort.patients
     keep = pd.Series(True, index=labels.index)
 
+    check_labels = getattr(task, "check_labels", None)
+    problems = check_labels(labels, str(cohort_config.table)) if check_labels else []
+    if problems:
+        raise HistoError("; ".join(problems))
     reasons = task.usable(labels)
     for patient, reason in reasons[reasons != ""].items():
         ctx.record_failure(str(patient), reason, kind="label")
