@@ -244,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("HISTO_DEBUG"):
             raise
+        from .run.environment import as_environment_fault
+
+        fault = as_environment_fault(exc)  # a full disk or read-only --out: the user's to fix, not a bug
+        if fault is not None:
+            err.print(f"error: {fault}", markup=False, highlight=False)
+            return fault.exit_code
         err.print(
             f"internal error: {type(exc).__name__}: {exc}\n"
             "this is a bug in histo or a plugin; rerun with HISTO_DEBUG=1 for the traceback",
