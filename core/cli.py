@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from rich.console import Console
@@ -19,6 +20,7 @@ from . import __version__
 from .errors import HistoError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
+WAIT_HELP = "if another histo command is using the run directory, wait for it instead of failing"
 
 # piped output keeps one row per line, so `histo plugins | grep` works
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -32,13 +34,24 @@ def _report_plugin_failures() -> None:
         err.print(f"[yellow]warning:[/] {failure}", markup=True, highlight=False)
 
 
+def _lock(run_dir: Path, args: argparse.Namespace) -> AbstractContextManager[None]:
+    """One command at a time in a run directory (see histo.run.lock); `--wait` queues instead."""
+    from .run.lock import command_lock
+
+    def note(text: str) -> None:
+        err.print(f"note: {text}", markup=False, highlight=False)
+
+    return command_lock(run_dir, wait=getattr(args, "wait", False), note=note)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
     from .run import run_recipe
 
     _report_plugin_failures()
     loaded = load_recipe(args.recipe, args.set)
-    result = run_recipe(loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
+    with _lock(args.out or Path("runs") / loaded.name, args):
+        result = run_recipe(loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
     for stage in result.summary["stages"]:
         line = f"{stage['id']:<16} {stage['status']:<8}"
         if "seconds" in stage:
@@ -116,7 +129,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     recipe = predict_recipe(args.run_dir, args.slides, args.stage, args.mpp)
     out_dir = args.out or args.run_dir / "predictions" / Path(args.slides).stem
     loaded = load_recipe(recipe, args.set)
-    result = run_recipe(loaded, out_dir, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
+    with _lock(args.run_dir, args), _lock(out_dir, args):  # reads the run's models, writes beside them
+        result = run_recipe(loaded, out_dir, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
     for stage in result.summary["stages"]:
         out.print(f"{stage['id']:<16} {stage['status']:<8} {stage.get('error', '')}", markup=False)
     if not result.ok:
@@ -147,7 +161,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         from histo.plugins.report import build_report
     except ImportError as exc:  # the default plugins are part of the distribution; this is a broken install
         raise HistoError(f"`histo report` needs histo's default plugins: {exc}") from None
-    path = build_report(run_dir, args.output)
+    with _lock(run_dir, args):
+        path = build_report(run_dir, args.output)
     out.print(f"report: {path}", markup=False, highlight=False)
     return EXIT_OK
 
@@ -193,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = recipe_command("run", "run a recipe's stages into a run directory", cmd_run)
     run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
     run.add_argument("--quiet", action="store_true", help="log to the run directory only")
+    run.add_argument("--wait", action="store_true", help=WAIT_HELP)
     recipe_command("validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate)
 
     predict = sub.add_parser(
@@ -211,11 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override the generated recipe, e.g. --set stages.extract.params.batch_size=16",
     )
     predict.add_argument("--quiet", action="store_true", help="log to the output folder only")
+    predict.add_argument("--wait", action="store_true", help=WAIT_HELP)
     predict.set_defaults(handler=cmd_predict)
 
     report = sub.add_parser("report", help="write a run's self-contained HTML report (report.html)")
     report.add_argument("run_dir", type=Path, help="the run directory of a `histo run`")
     report.add_argument("--output", "-o", type=Path, help="output file (default: RUN_DIR/report.html)")
+    report.add_argument("--wait", action="store_true", help=WAIT_HELP)
     report.set_defaults(handler=cmd_report)
 
     plugins = sub.add_parser("plugins", help="list installed components by kind")
