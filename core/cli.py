@@ -47,9 +47,11 @@ def _lock(run_dir: Path, args: argparse.Namespace) -> AbstractContextManager[Non
 def cmd_run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
     from .run import run_recipe
+    from .run.preflight import check_inputs_or_raise
 
     _report_plugin_failures()
     loaded = load_recipe(args.recipe, args.set)
+    check_inputs_or_raise(loaded, args.out)  # every input problem at once, before any stage runs
     with _lock(args.out or Path("runs") / loaded.name, args):
         result = run_recipe(loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
     for stage in result.summary["stages"]:
@@ -77,8 +79,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     _report_plugin_failures()
     loaded = load_recipe(args.recipe, args.set)
+    if args.inputs:
+        from .run.preflight import check_inputs_or_raise
+
+        check_inputs_or_raise(loaded)
     out.print(
-        f"{args.recipe}: valid ({len(loaded.stages)} stages: {', '.join(s.id for s in loaded.stages)})",
+        f"{args.recipe}: valid{' (inputs checked)' if args.inputs else ''} "
+        f"({len(loaded.stages)} stages: {', '.join(s.id for s in loaded.stages)})",
         markup=False,
         highlight=False,
     )
@@ -209,7 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
     run.add_argument("--quiet", action="store_true", help="log to the run directory only")
     run.add_argument("--wait", action="store_true", help=WAIT_HELP)
-    recipe_command("validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate)
+    validate = recipe_command(
+        "validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate
+    )
+    validate.add_argument(
+        "--inputs",
+        action="store_true",
+        help="also check the input files: they exist and parse, named columns exist, ids and classes "
+        "match (exit 1 listing every problem)",
+    )
 
     predict = sub.add_parser(
         "predict", help="run a finished run's WSI-only model on new slides (no transcriptome needed)"
