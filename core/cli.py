@@ -139,7 +139,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with _lock(args.run_dir, args), _lock(out_dir, args):  # reads the run's models, writes beside them
         result = run_recipe(loaded, out_dir, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
     for stage in result.summary["stages"]:
-        out.print(f"{stage['id']:<16} {stage['status']:<8} {stage.get('error', '')}", markup=False)
+        skipped = f"{stage['failures']} skipped (see failures.jsonl)  " if stage.get("failures") else ""
+        out.print(f"{stage['id']:<16} {stage['status']:<8} {skipped}{stage.get('error', '')}", markup=False)
+    from histo.plugins.training.predict_notes import predict_notes
+
+    for note in predict_notes(out_dir):
+        err.print(f"note: {note}", markup=False, highlight=False)
     if not result.ok:
         return EXIT_FAILED
     folder = out_dir / "stages" / "predict"

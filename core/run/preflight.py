@@ -38,7 +38,13 @@ def missing_paths(config: Any, skip_relative: bool = False) -> list[tuple[Loc, s
     problems: list[tuple[Loc, str]] = []
     run_dir = _RUN_DIR.get()
     for what, loc, value in walk(config):
-        if what != "path" or not isinstance(value, Path) or value.exists():
+        if what != "path" or not isinstance(value, Path):
+            continue
+        try:
+            if value.exists():
+                continue
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long
+            problems.append((loc, f"{value!s:.80} is not a usable path ({exc}); fix the path"))
             continue
         if skip_relative and not value.is_absolute():
             continue

@@ -11,26 +11,12 @@ from torch import Tensor
 
 from histo.errors import HistoError
 
-from .configs import ClassificationConfig, label_text
+from .configs import ClassificationConfig, check_class_labels, label_text
 from .labels import require_columns, require_usable
 from .losses import weighted_cross_entropy
 from .metrics import Evaluation, classification_metrics
 
 TASK = "classification"
-
-
-def _close(word: str, candidates: list[str], counts: pd.Series | None) -> str:
-    """"; did you mean 'x'" (with its patient count) for the closest candidate, or ""."""
-    import difflib
-
-    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    if not match:
-        return "; add it to the data or remove it from `classes`" if counts is not None else (
-            "; add it to `classes`, or fix or blank those cells"
-        )
-    if counts is not None:
-        return f"; did you mean {match[0]!r} ({counts[match[0]]} patient(s))?"
-    return f"; did you mean {match[0]!r}?"
 
 
 class ClassificationTask:
@@ -65,26 +51,8 @@ class ClassificationTask:
         return labels[column].map(reason).astype(object).rename("reason")
 
     def check_labels(self, labels: pd.DataFrame, source: str = "the label table") -> list[str]:
-        """Problems between the listed classes and the cohort's values: a class no patient has, or a
-        value that is no class. Either is a typo far more often than an intended exclusion, and
-        excluding silently leaves folds without a class (AUC nan)."""
-        require_columns(labels, [self.config.column], TASK, "column")
-        column = self.config.column
-        counts = labels[column].dropna().map(label_text).value_counts()
-        found = [str(v) for v in counts.index]
-        problems = []
-        for name in self.classes:
-            if name not in counts.index:
-                hint = _close(name, [v for v in found if v not in self._index], counts)
-                problems.append(f"class {name!r} occurs in no patient of column {column!r} in {source}{hint}")
-        for value in found:
-            if value not in self._index:
-                hint = _close(value, [c for c in self.classes if c not in counts.index], None)
-                problems.append(
-                    f"value {value!r} in column {column!r} of {source} ({counts[value]} patient(s)) is not "
-                    f"one of the classes [{', '.join(self.classes)}]{hint}"
-                )
-        return problems
+        """Problems between the listed classes and the cohort's values (see `check_class_labels`)."""
+        return check_class_labels(self.config, labels, source)
 
     def fit(self, train_labels: pd.DataFrame) -> None:
         """Class weights n / (k * count_c) from the training rows only (a class absent counts as 1)."""

@@ -39,13 +39,11 @@ def check_train_inputs(config: Any) -> list[tuple[Loc, str]]:
         return problems
 
     patients = [str(p) for p in cohort.patients.index]
-    task = config.task.build()
-    check_labels = getattr(task, "check_labels", None)
-    if check_labels is not None:
-        try:
-            found = check_labels(cohort.patients, str(config.cohort.table))
-        except HistoError as exc:
-            found = [str(exc)]
+    from histo.plugins.tasks.configs import ClassificationConfig, check_class_labels
+
+    task_config = config.task._config  # validated; the task itself is not built (that imports torch)
+    if isinstance(task_config, ClassificationConfig):
+        found = check_class_labels(task_config, cohort.patients, str(config.cohort.table))
         problems += [(("task", "params", "classes"), message) for message in found]
 
     if omics is not None and not set(patients) & {str(p) for p in omics.data.index}:
