@@ -118,6 +118,7 @@ def _histo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "histo", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_small_tmpfs_and_a_read_only_out(slides_dir: Path, tmp_path: Path) -> None:
     """The same on a real file system: a small tmpfs, then read-only (needs root to mount)."""
     mount = tmp_path / "mnt"
