@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import HistoError
 
@@ -103,3 +105,15 @@ def raise_if_environment(exc: BaseException, path: Path | str | None = None) -> 
     fault = as_environment_fault(exc, path)
     if fault is not None:
         raise fault from exc
+
+
+def environment_errors_fail(run: Callable[[Any], None], ctx: Any, path: Path) -> None:
+    """Run a stage; an environment error it raises becomes an EnvironmentFault (a user error, exit 1)
+    instead of an "internal error", naming `path` when the error itself names no file."""
+    try:
+        run(ctx)
+    except HistoError:
+        raise
+    except Exception as exc:
+        raise_if_environment(exc, path)
+        raise

@@ -28,7 +28,7 @@ from ..manager import Plugins, get_plugins
 from ..recipe.loader import LoadedRecipe, ResolvedStage
 from .context import StageContext
 from .distributed import DistEnv
-from .environment import as_environment_fault
+from .environment import environment_errors_fail
 from .failures import summarise_failures
 from .fingerprint import digest, stage_fingerprint
 from .logs import close_run_log, open_run_log
@@ -191,21 +191,14 @@ def _run_stage(
     start = time.monotonic()
     record["started"] = _now()
     try:
-        instance.run(ctx)
+        environment_errors_fail(instance.run, ctx, stage_dir)  # a full disk is no bug: the stage fails
     except HistoError as exc:
         logger.error("%s: %s", stage.id, exc)
         record.update(status="failed", error=str(exc))
     except Exception as exc:  # a bug in a stage: keep the traceback in the log, the message on screen
         logger.debug("%s", traceback.format_exc())
-        fault = as_environment_fault(exc, stage_dir)  # a full disk is no bug: the stage fails, not done
-        if fault is not None:
-            logger.error("%s: %s", stage.id, fault)
-            record.update(status="failed", error=str(fault))
-        else:
-            logger.error(
-                "%s: internal error %s: %s (traceback in histo.log)", stage.id, type(exc).__name__, exc
-            )
-            record.update(status="failed", error=f"internal error {type(exc).__name__}: {exc}")
+        logger.error("%s: internal error %s: %s (traceback in histo.log)", stage.id, type(exc).__name__, exc)
+        record.update(status="failed", error=f"internal error {type(exc).__name__}: {exc}")
     else:
         record["status"] = "done"
     for line in summarise_failures(ctx.failures):
