@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from . import __version__
 from .errors import HistoError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
+WAIT_HELP = "if another histo command is using the run directory, wait for it instead of failing"
 
 # piped output keeps one row per line, so `histo plugins | grep` works
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -33,13 +35,26 @@ def _report_plugin_failures() -> None:
         err.print(f"[yellow]warning:[/] {failure}", markup=True, highlight=False)
 
 
+def _lock(run_dir: Path, args: argparse.Namespace) -> AbstractContextManager[None]:
+    """One command at a time in a run directory (see histo.run.lock); `--wait` queues instead."""
+    from .run.lock import command_lock
+
+    def note(text: str) -> None:
+        err.print(f"note: {text}", markup=False, highlight=False)
+
+    return command_lock(run_dir, wait=getattr(args, "wait", False), note=note)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
     from .run import run_recipe
+    from .run.preflight import check_inputs_or_raise
 
     _report_plugin_failures()
     loaded = load_recipe(args.recipe, args.set)
-    result = run_recipe(loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
+    check_inputs_or_raise(loaded, args.out)  # every input problem at once, before any stage runs
+    with _lock(args.out or Path("runs") / loaded.name, args):
+        result = run_recipe(loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
     for stage in result.summary["stages"]:
         line = f"{stage['id']:<16} {stage['status']:<8}"
         if "seconds" in stage:
@@ -65,8 +80,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     _report_plugin_failures()
     loaded = load_recipe(args.recipe, args.set)
+    if args.inputs:
+        from .run.preflight import check_inputs_or_raise
+
+        check_inputs_or_raise(loaded)
     out.print(
-        f"{args.recipe}: valid ({len(loaded.stages)} stages: {', '.join(s.id for s in loaded.stages)})",
+        f"{args.recipe}: valid{' (inputs checked)' if args.inputs else ''} "
+        f"({len(loaded.stages)} stages: {', '.join(s.id for s in loaded.stages)})",
         markup=False,
         highlight=False,
     )
@@ -117,9 +137,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     recipe = predict_recipe(args.run_dir, args.slides, args.stage, args.mpp)
     out_dir = args.out or args.run_dir / "predictions" / Path(args.slides).stem
     loaded = load_recipe(recipe, args.set)
-    result = run_recipe(loaded, out_dir, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
+    with _lock(args.run_dir, args), _lock(out_dir, args):  # reads the run's models, writes beside them
+        result = run_recipe(loaded, out_dir, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
     for stage in result.summary["stages"]:
-        out.print(f"{stage['id']:<16} {stage['status']:<8} {stage.get('error', '')}", markup=False)
+        skipped = f"{stage['failures']} skipped (see failures.jsonl)  " if stage.get("failures") else ""
+        out.print(f"{stage['id']:<16} {stage['status']:<8} {skipped}{stage.get('error', '')}", markup=False)
+    from histo.plugins.training.predict_notes import predict_notes
+
+    for note in predict_notes(out_dir):
+        err.print(f"note: {note}", markup=False, highlight=False)
     if not result.ok:
         return EXIT_FAILED
     folder = out_dir / "stages" / "predict"
@@ -148,7 +174,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         from histo.plugins.report import build_report
     except ImportError as exc:  # the default plugins are part of the distribution; this is a broken install
         raise HistoError(f"`histo report` needs histo's default plugins: {exc}") from None
-    path = build_report(run_dir, args.output)
+    with _lock(run_dir, args):
+        path = build_report(run_dir, args.output)
     out.print(f"report: {path}", markup=False, highlight=False)
     return EXIT_OK
 
@@ -223,7 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = recipe_command("run", "run a recipe's stages into a run directory", cmd_run)
     run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
     run.add_argument("--quiet", action="store_true", help="log to the run directory only")
-    recipe_command("validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate)
+    run.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    validate = recipe_command(
+        "validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate
+    )
+    validate.add_argument(
+        "--inputs",
+        action="store_true",
+        help="also check the input files: they exist and parse, named columns exist, ids and classes "
+        "match (exit 1 listing every problem)",
+    )
 
     predict = sub.add_parser(
         "predict", help="run a finished run's WSI-only model on new slides (no transcriptome needed)"
@@ -241,11 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override the generated recipe, e.g. --set stages.extract.params.batch_size=16",
     )
     predict.add_argument("--quiet", action="store_true", help="log to the output folder only")
+    predict.add_argument("--wait", action="store_true", help=WAIT_HELP)
     predict.set_defaults(handler=cmd_predict)
 
     report = sub.add_parser("report", help="write a run's self-contained HTML report (report.html)")
     report.add_argument("run_dir", type=Path, help="the run directory of a `histo run`")
     report.add_argument("--output", "-o", type=Path, help="output file (default: RUN_DIR/report.html)")
+    report.add_argument("--wait", action="store_true", help=WAIT_HELP)
     report.set_defaults(handler=cmd_report)
 
     plugins = sub.add_parser("plugins", help="list installed components by kind")
@@ -291,6 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("HISTO_DEBUG"):
             raise
+        from .run.environment import as_environment_fault
+
+        fault = as_environment_fault(exc)  # a full disk or read-only --out: the user's to fix, not a bug
+        if fault is not None:
+            err.print(f"error: {fault}", markup=False, highlight=False)
+            return fault.exit_code
         err.print(
             f"internal error: {type(exc).__name__}: {exc}\n"
             "this is a bug in histo or a plugin; rerun with HISTO_DEBUG=1 for the traceback",

@@ -60,3 +60,20 @@ def test_predict_runs_the_quickstart_student_on_a_real_slide(
     assert read_json(out / "stages" / "predict" / "predict.json")["model"].endswith("distilled")
     drawn = sorted(p.name for p in (out / "stages" / "heatmaps").rglob("*.png"))
     assert drawn == ["cmu-1-small-region_10x_attention.png", "cmu-1-small-region_20x_attention.png"]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_predict_counts_skipped_slides_and_names_mpp(
+    quickstart: Path, slides_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    (folder / "good.svs").symlink_to(slides_dir / "cmu-1-small-region.svs")
+    (folder / "no-mpp.svs").symlink_to(slides_dir / "tcga-cr-7395-01a-01-ts1.svs")
+    (folder / "broken.svs").symlink_to(slides_dir / "broken" / "broken.svs")
+    assert main(["predict", str(quickstart), str(folder), "--out", str(tmp_path / "p"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "2 skipped (see failures.jsonl)" in captured.out  # the tile stage's line
+    assert "2 of 3 slide(s) skipped" in captured.err
+    assert "1 slide(s) lack microns per pixel in their files (no-mpp): rerun with --mpp" in captured.err

@@ -68,7 +68,7 @@ def test_configs_reject_unknown_keys_and_bad_values() -> None:
 
 
 def test_classes_are_compared_as_text() -> None:
-    task = classification(classes=[1, 2, 3])  # YAML ints
+    task = classification(classes=["1", "2", "3"])  # quoted in YAML; the table holds numbers
     assert task.classes == ["1", "2", "3"]
     labels = pd.DataFrame({"grade": [1, 2.0, "3", " 2 "]}, index=patients(4))
     assert (task.usable(labels) == "").all()

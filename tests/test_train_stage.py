@@ -216,9 +216,12 @@ def test_bad_inputs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     frame.loc[3, "diagnosis"] = "unknown"
     frame.to_csv(cohort, index=False)
     text = WSI.format(cohort=cohort, bags=bags)
-    assert run(tmp_path, text) == 0
-    failures = (tmp_path / "run" / "stages" / "train" / "failures.jsonl").read_text()
-    assert "unknown" in failures and "benign" in failures
+    assert run(tmp_path, text) == 1  # a value outside `classes` is an error, not a silent exclusion
+    captured = capsys.readouterr()
+    assert "value 'unknown' in column 'diagnosis'" in captured.out + captured.err
+    assert not (tmp_path / "run" / "stages" / "train" / "stage.json").exists()
+    frame.loc[3, "diagnosis"] = None  # a missing label is a per-patient skip
+    frame.to_csv(cohort, index=False)
     bad = text.replace(
         "slide_encoder: {name: abmil, params: {hidden: 16, attention_dim: 8}}", "omics_encoder: snn"
     )

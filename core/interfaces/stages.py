@@ -30,5 +30,15 @@ class Stage(ABC, Generic[C]):
     @abstractmethod
     def run(self, ctx: StageContext) -> None: ...
 
+    def check_inputs(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems with the stage's external inputs, found before any stage runs (`histo run`,
+        `histo validate --inputs`): (key path inside the stage's params, message), every problem at
+        once. The default checks that each `InputPath` exists; override it to also parse tables and
+        match their columns and ids. Skip inputs that an earlier stage writes: they are not there yet.
+        """
+        from ..run.preflight import missing_paths
+
+        return missing_paths(self.config)
+
 
 __all__ = ["Stage", "StageContext"]

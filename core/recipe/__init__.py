@@ -1,5 +1,6 @@
 """Recipes: YAML files validated in two phases (recipe shape, then each component's own config)."""
 
+from .bounds import Seed
 from .loader import load_recipe, parse_overrides, resolve_config
 from .model import Recipe, StageEntry
 from .refs import (
@@ -27,6 +28,7 @@ __all__ = [
     "InputPath",
     "OmicsEncoderRef",
     "Recipe",
+    "Seed",
     "SlideEncoderRef",
     "SlideReaderRef",
     "StageEntry",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import HistoError, Problem, RecipeError
 from ..manager import Plugins, get_plugins
 from ..registry import Registered
+from .bounds import out_of_bounds
 from .locate import Loc, dotted, line_of, problems_from, yaml_lines
 from .model import Recipe
 from .walk import walk
@@ -114,6 +115,29 @@ def _apply_override(data: dict[str, Any], loc: Loc, value: Any) -> Problem | Non
     return Problem(dotted(loc), "--set target is not a mapping key or an existing list item")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key written twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden: not a repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base loader reports it
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {first} and {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -121,8 +145,14 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
         raise RecipeError(
             [Problem("", f"cannot read recipe: {exc.strerror or exc}")], source=str(path)
         ) from None
+    except UnicodeDecodeError as exc:
+        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise RecipeError(
+            [Problem("", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8", bad_line)],
+            source=str(path),
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -186,12 +216,18 @@ def load_recipe(
             seen.append(stage_id)
             continue
         problems += _validate_references(config, (*at, "params"), seen, plugins, lines)
+        problems += _bound_problems(config, (*at, "params"), lines)
         stages.append(ResolvedStage(stage_id, registered, config))
         seen.append(stage_id)
 
     if problems:
         raise RecipeError(problems, label)
     return LoadedRecipe(recipe, stages, path, list(overrides))
+
+
+def _bound_problems(config: BaseModel, prefix: Loc, lines: dict[Loc, int]) -> list[Problem]:
+    found = out_of_bounds(config, prefix)
+    return [Problem(dotted(loc), message, line_of(lines, loc)) for loc, message in found]
 
 
 def resolve_config(

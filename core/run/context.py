@@ -29,6 +29,8 @@ class StageContext:
     show_progress: bool = True
     rank: int = 0  # this process under torchrun; 0 otherwise
     world_size: int = 1
+    _recorded_now: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    _previous: set[tuple[str, str]] | None = field(default=None, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -49,13 +51,43 @@ class StageContext:
             raise KeyError(f"stage {stage_id!r} has not run before {self.stage_id!r}")
         return self.upstream[stage_id]
 
-    def record_failure(self, item: str, reason: str, **details: Any) -> None:
-        """Note an item (slide, patient, row) that was skipped; the run goes on with the rest."""
+    def record_failure(
+        self, item: str, reason: str, *, error: BaseException | None = None, **details: Any
+    ) -> None:
+        """Note an item (slide, patient, row) that was skipped; the run goes on with the rest.
+
+        Pass the caught exception as `error`: an environment error (disk full, read-only, permission
+        denied, I/O error) is then raised instead, failing the stage, since the item is not at fault.
+        """
+        if error is not None:
+            from .environment import raise_if_environment
+
+            raise_if_environment(error, self.out_dir)
         record = {"stage": self.stage_id, "item": item, "reason": reason, **details}
+        key = (item, reason)
+        if key in self._recorded_now:  # one record per item and cause
+            return
+        self._recorded_now.add(key)
         self.failures.append(record)
-        self.log.warning("%s: skipped %s: %s", self.stage_id, item, reason)
+        self.log.debug("%s: skipped %s: %s", self.stage_id, item, reason)  # summarised after the stage
+        if key in self._recorded_before():  # a resumed stage meets the same bad item again
+            return
         with (self.out_dir / "failures.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=str) + "\n")
+
+    def _recorded_before(self) -> set[tuple[str, str]]:
+        """(item, reason) of the records an interrupted earlier attempt of this stage wrote."""
+        if self._previous is None:
+            self._previous = set()
+            path = self.out_dir / "failures.jsonl"
+            if path.is_file():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        old = json.loads(line)
+                    except ValueError:  # a line cut short by a kill: rewritten when met again
+                        continue
+                    self._previous.add((str(old.get("item")), str(old.get("reason"))))
+        return self._previous
 
     def add_metrics(self, **values: Any) -> None:
         self.metrics.update(values)

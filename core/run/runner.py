@@ -28,6 +28,8 @@ from ..manager import Plugins, get_plugins
 from ..recipe.loader import LoadedRecipe, ResolvedStage
 from .context import StageContext
 from .distributed import DistEnv
+from .environment import environment_errors_fail
+from .failures import summarise_failures
 from .fingerprint import digest, stage_fingerprint
 from .logs import close_run_log, open_run_log
 from .provenance import provenance
@@ -189,7 +191,7 @@ def _run_stage(
     start = time.monotonic()
     record["started"] = _now()
     try:
-        instance.run(ctx)
+        environment_errors_fail(instance.run, ctx, stage_dir)  # a full disk is no bug: the stage fails
     except HistoError as exc:
         logger.error("%s: %s", stage.id, exc)
         record.update(status="failed", error=str(exc))
@@ -199,6 +201,8 @@ def _run_stage(
         record.update(status="failed", error=f"internal error {type(exc).__name__}: {exc}")
     else:
         record["status"] = "done"
+    for line in summarise_failures(ctx.failures):
+        logger.warning("%s: %s", stage.id, line)
     ranks_failed = dist.sum(int(record["status"] == "failed"))
     if ranks_failed and record["status"] == "done":
         record.update(status="failed", error=f"failed on {ranks_failed} other process(es); see their logs")

@@ -171,6 +171,13 @@ def load_omics(config: OmicsConfig) -> OmicsTable:
         bad_frame = pd.DataFrame(bad, index=values.index, columns=values.columns)
         bad_patients = bad_frame.index[bad_frame.any(axis=1)].tolist()
         bad_genes = bad_frame.columns[bad_frame.any(axis=0)].tolist()
+        empty_genes = bad_frame.columns[bad_frame.all(axis=0)].tolist()
+        if empty_genes and config.missing != "drop_gene":  # it would exclude every patient
+            raise HistoError(
+                f"{path}: gene column(s) {few(empty_genes)} hold no value for any patient "
+                f"({len(empty_genes)} gene(s)), so no patient has complete expression; set "
+                "`missing: drop_gene` in the omics section, or remove those genes from the table or groups"
+            )
         if config.missing == "error":
             first = bad_patients[0]
             raise HistoError(

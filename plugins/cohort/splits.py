@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from histo.errors import HistoError
 from histo.io import atomic_path
+from histo.recipe.bounds import Seed
 from histo.recipe.refs import InputPath
 
 from .table import few, read_table
@@ -57,7 +58,7 @@ class SplitConfig(BaseModel):
     pattern: str = Field(
         default="splits_*.csv", description="File name pattern of the split CSVs inside `files`."
     )
-    seed: int | None = Field(default=None, description="Seed of the shuffles; default: the recipe's seed.")
+    seed: Seed | None = Field(default=None, description="Seed of the shuffles; default: the recipe's seed.")
 
 
 @dataclass

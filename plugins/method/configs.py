@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from histo.recipe.bounds import Seed
+
 DEFAULT_TOKENS = 2  # the reference keeps ceil(0.0008 * 2,500) = 2 merged tokens
 
 
@@ -52,7 +54,7 @@ class DpcKnnConfig(_Config):
         None, ge=1, description="Cells of the approximate search (default ceil(sqrt(N)) per bag)."
     )
     probe: int = Field(16, ge=1, description="Nearest cells searched per token by the approximate search.")
-    seed: int = Field(0, description="Seed of the approximate search's landmarks (deterministic results).")
+    seed: Seed = Field(0, description="Seed of the approximate search's landmarks (deterministic results).")
 
     @model_validator(mode="after")
     def _one_size(self) -> DpcKnnConfig:

@@ -27,6 +27,7 @@ from histo import ComponentSpec
 from histo.errors import HistoError
 from histo.interfaces import Stage, StageContext
 from histo.recipe.refs import FeatureExtractorRef, StageRef
+from histo.run import raise_if_environment
 
 SLIDES_PER_LOADER = 16  # slides whose coords one DataLoader holds: bounds memory on big cohorts
 MANIFEST_COLUMNS = (
@@ -390,6 +391,7 @@ class _Extraction:
             )
             _check_slide(source, grid)
         except Exception as exc:  # cannot open, or not the slide that was tiled: skip the slide
+            raise_if_environment(exc, grid.slide_path)
             message = str(exc) if isinstance(exc, HistoError) else f"{type(exc).__name__}: {exc}"
             self._fail(slide.slide_id, message, None, magnifications=[g.magnification for g, _ in todo])
             return []

@@ -21,6 +21,7 @@ from histo import ComponentSpec
 from histo.errors import HistoError
 from histo.interfaces import Stage, StageContext
 from histo.recipe.refs import StageRef
+from histo.run import raise_if_environment
 
 
 class HeatmapsConfig(BaseModel):
@@ -122,9 +123,10 @@ class HeatmapsStage(Stage[HeatmapsConfig]):
         try:
             self._draw(slide_id, maps, targets, tiles)
         except HistoError as exc:
-            ctx.record_failure(slide_id, str(exc))
+            ctx.record_failure(slide_id, str(exc), error=exc)
             return []
         except Exception as exc:  # one odd slide must not stop the others
+            raise_if_environment(exc, ctx.out_dir)
             ctx.log.debug("%s", traceback.format_exc())
             ctx.record_failure(slide_id, f"unexpected {type(exc).__name__}: {exc} (traceback in histo.log)")
             return []

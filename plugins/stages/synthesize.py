@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from histo import ComponentSpec
 from histo.errors import HistoError
 from histo.interfaces import Stage, StageContext
+from histo.run import raise_if_environment
 
 if TYPE_CHECKING:  # numpy-heavy modules load only when the stage runs
     from histo.plugins.synthetic.cohort import Cohort
@@ -199,6 +200,7 @@ class SynthesizeStage(Stage[SynthesizeConfig]):
                 ):
                     pass
         except OSError as exc:
+            raise_if_environment(exc, ctx.out_dir / "slides")
             raise HistoError(f"could not write a demo slide under {ctx.out_dir / 'slides'}: {exc}") from exc
 
 

@@ -28,6 +28,7 @@ from histo.plugins.readers import IMAGE_EXTENSIONS
 from histo.plugins.tiling.inputs import SLIDE_EXTENSIONS
 from histo.plugins.tiling.magnification import Magnification, MagnificationField, nest
 from histo.recipe.refs import InputPath, SlideReaderRef, StageRef, TissueSegmenterRef
+from histo.run import raise_if_environment
 
 TILING_FORMAT = "histo.tiling/1"
 QC_SIZE = 1024  # longer side of the QC thumbnail, pixels
@@ -242,8 +243,10 @@ class TileStage(Stage[TileConfig]):
             with reader.open(row.path, row.mpp_override) as slide:
                 self._tile_open(ctx, row, ReuseLastRead(slide), segmenter, magnifications)
         except HistoError as exc:
+            raise_if_environment(exc, row.path)
             row.status, row.error = "failed", str(exc)
         except Exception as exc:  # an unexpected library error on one odd file must not stop the cohort
+            raise_if_environment(exc, ctx.out_dir)  # a full disk is not a broken slide: fail the stage
             ctx.log.debug("%s", traceback.format_exc())
             row.status = "failed"
             row.error = f"unexpected {type(exc).__name__}: {exc} (traceback in histo.log)"

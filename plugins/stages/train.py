@@ -72,6 +72,11 @@ class TrainConfig(BaseModel):
 class TrainStage(Stage[TrainConfig]):
     version = "1"
 
+    def check_inputs(self) -> list[tuple[tuple[str | int, ...], str]]:
+        from histo.plugins.training.preflight import check_train_inputs
+
+        return check_train_inputs(self.config)
+
     def run(self, ctx: StageContext) -> None:
         import pandas as pd
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from histo.errors import HistoError
 
-from .configs import ClassificationConfig, label_text
+from .configs import ClassificationConfig, check_class_labels, label_text
 from .labels import require_columns, require_usable
 from .losses import weighted_cross_entropy
 from .metrics import Evaluation, classification_metrics
@@ -49,6 +49,10 @@ class ClassificationTask:
             return ""
 
         return labels[column].map(reason).astype(object).rename("reason")
+
+    def check_labels(self, labels: pd.DataFrame, source: str = "the label table") -> list[str]:
+        """Problems between the listed classes and the cohort's values (see `check_class_labels`)."""
+        return check_class_labels(self.config, labels, source)
 
     def fit(self, train_labels: pd.DataFrame) -> None:
         """Class weights n / (k * count_c) from the training rows only (a class absent counts as 1)."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import difflib
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:  # pandas is imported by the callers that have tables; listing plugins needs none
+    import pandas as pd
 
 
 def label_text(value: Any) -> str:
@@ -26,8 +30,10 @@ class ClassificationConfig(BaseModel):
     column: str = Field(description="Column of the cohort's label table holding each patient's class.")
     classes: list[str] = Field(
         min_length=2,
-        description="The classes in the order of the head's outputs. Values are compared as text, "
-        "so 2, 2.0 and '2' are the same class. Patients with another value are excluded.",
+        description="The classes in the order of the head's outputs: distinct non-empty strings (quote "
+        "numbers: ['1', '2']). The label column's values are compared as text, so 2, 2.0 and '2' in the "
+        "table are class '2'. Every class must occur in the data and every value must be a class "
+        "(a patient with a missing value is skipped).",
     )
     class_weights: Literal["balanced", "none"] = Field(
         "balanced",
@@ -42,9 +48,18 @@ class ClassificationConfig(BaseModel):
 
     @field_validator("classes", mode="before")
     @classmethod
-    def _classes_as_text(cls, value: Any) -> Any:
+    def _classes_are_strings(cls, value: Any) -> Any:
+        """YAML turns `nan`, `yes`, `0` and `[a]` into floats, booleans, ints and lists: all would become
+        class names no table value matches, silently dropping patients."""
         if isinstance(value, list | tuple):
-            return [label_text(v) for v in value]
+            bad = [v for v in value if not isinstance(v, str)]
+            if bad:
+                quoted = ", ".join(repr(str(v)) for v in bad)
+                raise ValueError(
+                    f"classes are strings; YAML read {', '.join(repr(v) for v in bad)} as "
+                    f"{', '.join(sorted({type(v).__name__ for v in bad}))}: quote them ({quoted})"
+                )
+            return [v.strip() for v in value]
         return value
 
     @field_validator("classes")
@@ -56,6 +71,47 @@ class ClassificationConfig(BaseModel):
         if any(v == "" for v in value):
             raise ValueError("a class name cannot be empty")
         return value
+
+
+def _close(word: str, candidates: list[str], counts: pd.Series | None) -> str:
+    """"; did you mean 'x'" (with its patient count) for the closest candidate, or what to do."""
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if not match:
+        if counts is not None:
+            return "; add it to the data or remove it from `classes`"
+        return "; add it to `classes`, or fix or blank those cells"
+    if counts is not None:
+        return f"; did you mean {match[0]!r} ({counts[match[0]]} patient(s))?"
+    return f"; did you mean {match[0]!r}?"
+
+
+def check_class_labels(
+    config: ClassificationConfig, labels: pd.DataFrame, source: str = "the label table"
+) -> list[str]:
+    """Problems between the listed classes and the cohort's values: a class no patient has, or a
+    value that is no class. Either is a typo far more often than an intended exclusion, and excluding
+    silently leaves folds without a class (AUC nan). Here, not in the task, so that the input preflight
+    checks classes without importing torch."""
+    column = config.column
+    if column not in labels.columns:
+        have = ", ".join(map(str, labels.columns))
+        return [f"column {column!r} (the task's column) is not in {source}; it has: {have}"]
+    counts = labels[column].dropna().map(label_text).value_counts()
+    found = [str(v) for v in counts.index]
+    index = set(config.classes)
+    problems = []
+    for name in config.classes:
+        if name not in counts.index:
+            hint = _close(name, [v for v in found if v not in index], counts)
+            problems.append(f"class {name!r} occurs in no patient of column {column!r} in {source}{hint}")
+    for value in found:
+        if value not in index:
+            hint = _close(value, [c for c in config.classes if c not in counts.index], None)
+            problems.append(
+                f"value {value!r} in column {column!r} of {source} ({counts[value]} patient(s)) is not "
+                f"one of the classes [{', '.join(config.classes)}]{hint}"
+            )
+    return problems
 
 
 class SurvivalConfig(BaseModel):

@@ -49,7 +49,7 @@ class EarlyStoppingConfig(_Config):
 
 class LoopConfig(_Config):
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, le=65536)
     accumulate: int = Field(1, ge=1, description="optimiser step every N batches (effective batch x N)")
     max_patches: int | None = Field(
         None, ge=1, description="subsample larger bags to this many patches (random when training)"

@@ -113,6 +113,10 @@ def load_inputs(
     labels = cohort.patients
     keep = pd.Series(True, index=labels.index)
 
+    check_labels = getattr(task, "check_labels", None)
+    problems = check_labels(labels, str(cohort_config.table)) if check_labels else []
+    if problems:
+        raise HistoError("; ".join(problems))
     reasons = task.usable(labels)
     for patient, reason in reasons[reasons != ""].items():
         ctx.record_failure(str(patient), reason, kind="label")
@@ -124,8 +128,10 @@ def load_inputs(
         for exclusion in omics.exclusions:
             ctx.record_failure(exclusion.patient or str(exclusion.rows), exclusion.reason, kind="omics")
         has_omics = labels.index.isin(omics.data.index)
+        excluded = {str(e.patient) for e in omics.exclusions if e.patient}  # recorded above, with why
         for patient in labels.index[~has_omics & keep.to_numpy()]:
-            ctx.record_failure(str(patient), f"no expression row in {omics.file}", kind="omics")
+            if str(patient) not in excluded:
+                ctx.record_failure(str(patient), f"no expression row in {omics.file}", kind="omics")
         keep &= has_omics
 
     features: SlideFeatures | ShardFeatures | None = None
