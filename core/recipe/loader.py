@@ -39,13 +39,23 @@ class ResolvedStage:
 
     @property
     def component_sources(self) -> list[list[str]]:
-        """(kind, name, package, version) of every component the stage uses: an upgraded plugin
-        package invalidates the stages that use it."""
+        """(kind, name, package, version[, source digest]) of every component the stage uses: an
+        upgraded plugin package, or an edited editable one, invalidates the stages that use it."""
         return [
             [value.kind, value.name, *(value._source or ("", ""))]
             for what, _, value in walk(self.config)
             if what == "component"
         ]
+
+    @property
+    def components(self) -> list[tuple[str, str, str, str]]:
+        """(kind, name, package, version) of every component the stage uses, for error messages."""
+        found = []
+        for what, _, value in walk(self.config):
+            if what == "component":
+                package, version = (value._source or ("", ""))[:2]
+                found.append((value.kind, value.name, package, version))
+        return found
 
 
 @dataclass
@@ -236,6 +246,7 @@ def _validate_references(
                 problems += problems_from(exc, spec.config, (*loc, "params"), lines)
                 continue
             value._spec = spec
-            value._source = (entry.package, entry.version)
+            digest = plugins.source_digest(entry)
+            value._source = (entry.package, entry.version, *([digest] if digest else []))
             value.params = value._config.model_dump(mode="json")
     return problems
