@@ -129,7 +129,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for stage in result.summary["stages"]:
         out.print(f"{stage['id']:<16} {stage['status']:<8} {stage.get('error', '')}", markup=False)
     if not result.ok:
-        return EXIT_FAILED
+        return _failed_run_exit(result.summary)
     folder = out_dir / "stages" / "predict"
     out.print(
         f"predictions: {folder / 'slide_predictions.csv'}, {folder / 'patient_predictions.csv'}",

@@ -173,3 +173,21 @@ def test_user_errors_exit_1_and_usage_errors_exit_2(toy: Plugins, tmp_path: Path
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 1
     assert read_json(tmp_path / "run" / "summary.json")["stages"][0]["error_kind"] == "user"
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_a_bug_outside_a_stage_exits_3_with_the_traceback_in_a_file(
+    toy: Plugins, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import histo.recipe
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise AttributeError("'NoneType' object has no attribute 'stages'")
+
+    monkeypatch.setattr(histo.recipe, "load_recipe", broken)
+    monkeypatch.delenv("HISTO_DEBUG", raising=False)
+    assert main(["validate", str(recipe_file(tmp_path))]) == 3
+    err = capsys.readouterr().err
+    assert "internal error in histo (a bug): AttributeError" in err and "Traceback" not in err
+    path = Path(err.split("traceback in ")[1].split(" (or rerun")[0])
+    assert "AttributeError" in path.read_text() and "Traceback" in path.read_text()
+    path.unlink()
