@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from functools import cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -48,10 +49,13 @@ def _pinned_by_version(package: str) -> bool:
     return not editable and not str(direct.get("url", "")).startswith("file:")
 
 
-@cache
 def _locations(top_level: str) -> tuple[str, ...]:
+    """Where the code of an imported (or importable) top-level module lives. Not cached: a test may
+    import a module of the same name from another folder later in the same process."""
+    module = sys.modules.get(top_level)
+    spec = getattr(module, "__spec__", None) if module is not None else None
     try:
-        spec = importlib.util.find_spec(top_level)
+        spec = spec or importlib.util.find_spec(top_level)
     except (ImportError, ValueError):
         return ()
     if spec is None:
