@@ -166,13 +166,20 @@ class Plugins:
         """The loaded plugin of that name (entry-point name or default module's short name)."""
         return self._info.get(name)
 
-    def source_digest(self, entry: Registered[Any]) -> str:
+    def source_digest(self, entry: Registered[Any], memo: dict[Any, str] | None = None) -> str:
         """Hash of a component's code when its version does not pin it (editable or local plugins);
-        '' for histo's own plugins and packages installed from an index. See `histo.sources`."""
+        '' for histo's own plugins and packages installed from an index. See `histo.sources`.
+        `memo` shares digests between the components of one package within one recipe load."""
         from .sources import entry_modules, source_digest
 
         info = self._info.get(entry.plugin)
-        return source_digest(entry.package, entry_modules(entry, info.module if info else ""))
+        modules = entry_modules(entry, info.module if info else "")
+        if memo is None:
+            return source_digest(entry.package, modules)
+        key = (entry.package, tuple(sorted({m.split(".")[0] for m in modules})))
+        if key not in memo:
+            memo[key] = source_digest(entry.package, modules)
+        return memo[key]
 
     def entries(self) -> Iterable[Registered[Any]]:
         for k in KINDS:

@@ -173,6 +173,7 @@ def load_recipe(
 
     stages: list[ResolvedStage] = []
     seen: list[str] = []
+    digests: dict[Any, str] = {}  # source digests, once per plugin package and recipe load
     registry = plugins.registry("stages")
     for stage_id, entry in recipe.stages.items():
         at: Loc = ("stages", stage_id)
@@ -195,7 +196,7 @@ def load_recipe(
             problems += problems_from(exc, config_model, (*at, "params"), lines)
             seen.append(stage_id)
             continue
-        problems += _validate_references(config, (*at, "params"), seen, plugins, lines)
+        problems += _validate_references(config, (*at, "params"), seen, plugins, lines, digests)
         stages.append(ResolvedStage(stage_id, registered, config))
         seen.append(stage_id)
 
@@ -221,7 +222,12 @@ def resolve_config(
 
 
 def _validate_references(
-    config: BaseModel, prefix: Loc, earlier: list[str] | None, plugins: Plugins, lines: dict[Loc, int]
+    config: BaseModel,
+    prefix: Loc,
+    earlier: list[str] | None,
+    plugins: Plugins,
+    lines: dict[Loc, int],
+    digests: dict[Any, str] | None = None,
 ) -> list[Problem]:
     """Phase two inside one stage: component names and params, upstream stage ids (unless `earlier`
     is None: a config saved by a finished run names stages of that run)."""
@@ -246,7 +252,7 @@ def _validate_references(
                 problems += problems_from(exc, spec.config, (*loc, "params"), lines)
                 continue
             value._spec = spec
-            digest = plugins.source_digest(entry)
+            digest = plugins.source_digest(entry, digests)
             value._source = (entry.package, entry.version, *([digest] if digest else []))
             value.params = value._config.model_dump(mode="json")
     return problems
