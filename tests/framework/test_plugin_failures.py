@@ -191,3 +191,29 @@ def test_a_bug_outside_a_stage_exits_3_with_the_traceback_in_a_file(
     path = Path(err.split("traceback in ")[1].split(" (or rerun")[0])
     assert "AttributeError" in path.read_text() and "Traceback" in path.read_text()
     path.unlink()
+
+
+class DiskFullStage(Stage[Any]):
+    def run(self, ctx: StageContext) -> None:
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device", str(ctx.out_dir / "big.h5"))
+
+
+def test_a_full_disk_exits_1_saying_what_to_do(
+    histo_plugins: Plugins, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    own = types.ModuleType("own_disk")
+
+    @hookimpl
+    def histo_stages() -> Iterable[ComponentSpec[Any]]:
+        return [ComponentSpec("fill_disk", DiskFullStage)]
+
+    own.histo_stages = histo_stages  # type: ignore[attr-defined]
+    histo_plugins.register(own, "own_disk", package="histo-mml", default=True)
+    recipe = tmp_path / "disk.yaml"
+    recipe.write_text("stages:\n  a:\n    stage: fill_disk\n")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "No space left on device" in out and "big.h5" in out and "free disk space" in out
+    assert read_json(tmp_path / "run" / "summary.json")["stages"][0]["error_kind"] == "environment"
