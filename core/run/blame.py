@@ -9,6 +9,7 @@ exception is a bug in histo itself (exit 3, and the message says where the trace
 from __future__ import annotations
 
 import errno
+import re
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -81,16 +82,38 @@ def find_culprit(
     owners = _third_party_owners(plugins, used or [])
     if not owners:
         return None
-    for frame, lineno in reversed(list(traceback.walk_tb(exc.__traceback__))):
-        module = str(frame.f_globals.get("__name__", ""))
+    frames = [
+        (str(frame.f_globals.get("__name__", "")), f"{frame.f_code.co_filename}:{lineno}")
+        for frame, lineno in traceback.walk_tb(exc.__traceback__)
+    ]
+    for module, where in reversed(frames + _worker_frames(exc, owners)):
         candidates = owners.get(_top(module))
         if not candidates:
             continue
         # prefer a used component, then the one defined in the module nearest to the frame's
         parts = module.split(".")
         _, _, culprit = min(candidates, key=lambda c: (c[0], -_shared(c[1].split("."), parts)))
-        return culprit, f"{frame.f_code.co_filename}:{lineno}"
+        return culprit, where
     return None
+
+
+_FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _worker_frames(exc: BaseException, owners: dict[str, Any]) -> list[tuple[str, str]]:
+    """Frames of a traceback carried as text in the message: an exception raised in a DataLoader
+    worker process reaches the main process with the worker's traceback in its message. Each file
+    under a third-party plugin's folder becomes (its top-level module, file:line), innermost last."""
+    from ..sources import _locations
+
+    folders = [(top, location) for top in owners for location in _locations(top)]
+    found = []
+    for path, line in _FILE_LINE.findall(str(exc)):
+        for top, location in folders:
+            if path == location or path.startswith(location.rstrip("/") + "/"):
+                found.append((top, f"{path}:{line}"))
+                break
+    return found
 
 
 def _shared(a: list[str], b: list[str]) -> int:

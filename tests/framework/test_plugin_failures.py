@@ -217,3 +217,22 @@ def test_a_full_disk_exits_1_saying_what_to_do(
     out = capsys.readouterr().out
     assert "No space left on device" in out and "big.h5" in out and "free disk space" in out
     assert read_json(tmp_path / "run" / "summary.json")["stages"][0]["error_kind"] == "environment"
+
+
+def test_plugin_code_failing_in_a_worker_process_is_named(toy: Plugins) -> None:
+    """DataLoader workers send their traceback as text: the plugin is found in the message."""
+    from histo.run.blame import PLUGIN, blame
+
+    message = (
+        "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "/usr/lib/torch/utils/data/_utils/worker.py", line 349, in _worker_loop\n'
+        f'  File "{toy_plugin.__file__}", line 24, in __call__\n'
+        "ValueError: bad patch"
+    )
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as exc:
+        found = blame(exc, toy, [("token_aggregators", "toy_topk", "histo-toy", "1.0")])
+    assert found.kind == PLUGIN and found.exit_code == 1
+    assert "token_aggregators 'toy_topk' from histo-toy 1.0" in found.message
+    assert f"{toy_plugin.__file__}:24" in found.message
