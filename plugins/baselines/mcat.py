@@ -17,12 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from histo.blocks import embedding_dim, masked_softmax, require_features, require_omics
 from histo.errors import HistoError
 from histo.interfaces import ModelDims, OmicsEncoder, SlideEncoder
 from histo.plugins.models.omics import PerGroup, snn_block
-from histo.plugins.models.pooling import masked_softmax
 
-from .common import output_dim
 from .configs import McatConfig
 from .pathomic import GatedBilinearFusion
 
@@ -71,7 +70,7 @@ class OmicsTokens(nn.Module):
     def __init__(self, encoder: nn.Module, dim: int) -> None:
         super().__init__()
         self.encoder = encoder
-        width = output_dim(encoder, "model.omics_encoder")
+        width = embedding_dim(encoder, "model.omics_encoder")
         self.project = nn.Identity() if width == dim else nn.Linear(width, dim)
 
     def forward(self, omics: Mapping[str, Tensor]) -> Tensor:
@@ -133,10 +132,8 @@ class McatBuilder:
                 "fusion 'mcat' brings its own patch projection and co-attention: remove model.slide_encoder "
                 "from the recipe"
             )
-        if dims.feature_dim <= 0 or not dims.magnifications:
-            raise HistoError("fusion 'mcat' needs patch features: set the stage's `features:` section")
-        if not dims.omics_groups:
-            raise HistoError("fusion 'mcat' needs an expression table: set the stage's `omics:` section")
+        require_features(dims, "fusion 'mcat'")
+        require_omics(dims, "fusion 'mcat'")
         if omics_encoder is None:  # the original: two SNN blocks per gene group
             groups = {
                 g: nn.Sequential(snn_block(n, c.dim, c.dropout), snn_block(c.dim, c.dim, c.dropout))

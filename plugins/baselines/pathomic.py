@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from histo.blocks import embedding_dim, omics_vector
 from histo.errors import HistoError
 from histo.interfaces import ModelDims, OmicsEncoder, SlideEncoder
 
-from .common import output_dim
 from .configs import PathomicConfig
 
 
@@ -115,8 +115,8 @@ class PathomicFusion(nn.Module):
         self.slide = slide
         self.omics = omics
         self.fusion = GatedBilinearFusion(
-            output_dim(slide, "model.slide_encoder"),
-            output_dim(omics, "model.omics_encoder"),
+            embedding_dim(slide, "model.slide_encoder"),
+            embedding_dim(omics, "model.omics_encoder"),
             config.slide_dim,
             config.omics_dim,
             config.output_dim,
@@ -130,9 +130,7 @@ class PathomicFusion(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         slide_out = self.slide(batch)
-        omics_embedding = self.omics(batch["omics"])
-        if getattr(self.omics, "tokens", False):
-            omics_embedding = omics_embedding.mean(dim=1)
+        omics_embedding = omics_vector(self.omics, batch["omics"])
         return {**slide_out, "embedding": self.fusion(slide_out["embedding"], omics_embedding)}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from histo.errors import HistoError
+from histo.blocks import per_magnification, require_features
 from histo.interfaces import ModelDims
 
 from .configs import TransMilConfig
@@ -113,10 +113,10 @@ class TransMil(nn.Module):
         self.output_dim = config.dim * len(self.magnifications)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        embeddings = [
-            self.branches[mag](batch["features"][mag], batch["mask"][mag]) for mag in self.magnifications
-        ]
-        return {"embedding": torch.cat(embeddings, dim=1)}
+        embeddings = per_magnification(
+            batch, lambda mag, x, mask: self.branches[mag](x, mask), self.magnifications
+        )
+        return {"embedding": torch.cat(list(embeddings.values()), dim=1)}
 
 
 class TransMilBuilder:
@@ -124,8 +124,5 @@ class TransMilBuilder:
         self.config = config
 
     def build(self, dims: ModelDims) -> nn.Module:
-        if dims.feature_dim <= 0 or not dims.magnifications:
-            raise HistoError(
-                "slide encoder 'transmil' needs patch features: set the stage's `features:` section"
-            )
+        require_features(dims, "slide encoder 'transmil'")
         return TransMil(dims, self.config)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from histo.blocks import omics_vector
 from histo.errors import HistoError
 from histo.interfaces import ModelDims, OmicsEncoder, SlideEncoder
 
@@ -26,9 +27,7 @@ class ConcatFusion(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         slide_out = self.slide(batch)
-        omics_embedding = self.omics(batch["omics"])
-        if getattr(self.omics, "tokens", False):
-            omics_embedding = omics_embedding.mean(dim=1)
+        omics_embedding = omics_vector(self.omics, batch["omics"])
         fused = self.project(torch.cat([slide_out["embedding"], omics_embedding], dim=1))
         return {**slide_out, "embedding": fused}
 

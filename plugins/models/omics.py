@@ -9,18 +9,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from histo.blocks import require_omics
 from histo.interfaces import ModelDims
 
 from .configs import MlpConfig, PathwayTokensConfig, SnnConfig
-
-
-def _require_omics(dims: ModelDims, name: str) -> None:
-    if not dims.omics_groups:
-        from histo.errors import HistoError
-
-        raise HistoError(
-            f"omics encoder {name!r} needs an expression table: set the stage's `omics:` section"
-        )
 
 
 def snn_block(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -79,7 +71,7 @@ class SnnBuilder:
         self.config = config
 
     def build(self, dims: ModelDims) -> nn.Module:
-        _require_omics(dims, "snn")
+        require_omics(dims, "omics encoder 'snn'")
         c = self.config
         if c.per_group:
             encoders = {g: SNN(n, c.hidden, c.output_dim, c.dropout) for g, n in dims.omics_groups.items()}
@@ -95,7 +87,7 @@ class MlpBuilder:
         self.config = config
 
     def build(self, dims: ModelDims) -> nn.Module:
-        _require_omics(dims, "mlp")
+        require_omics(dims, "omics encoder 'mlp'")
         c = self.config
         widths = [sum(dims.omics_groups.values()), *c.hidden]
         layers: list[nn.Module] = []
@@ -110,7 +102,7 @@ class PathwayTokensBuilder:
         self.config = config
 
     def build(self, dims: ModelDims) -> nn.Module:
-        _require_omics(dims, "pathway_tokens")
+        require_omics(dims, "omics encoder 'pathway_tokens'")
         c = self.config
 
         def group_net(n: int) -> nn.Module:

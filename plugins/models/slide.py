@@ -5,35 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from histo.errors import HistoError
+from histo.blocks import AttentionPool, masked_mean, per_magnification, require_features
 from histo.interfaces import ModelDims
 
 from .configs import AbmilConfig, MeanPoolConfig
-from .pooling import masked_mean, masked_softmax
 
 
-def _require_slides(dims: ModelDims, name: str) -> None:
-    if dims.feature_dim <= 0 or not dims.magnifications:
-        raise HistoError(f"slide encoder {name!r} needs patch features: set the stage's `features:` section")
-
-
-class GatedAttentionPool(nn.Module):
-    """Gated attention MIL pooling: a_i = softmax(w^T (tanh(V h_i) * sigmoid(U h_i)))."""
+class GatedAttentionPool(AttentionPool):
+    """Gated attention MIL pooling over patches projected from `in_dim` to `hidden`."""
 
     def __init__(self, in_dim: int, hidden: int, attention_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.attention_v = nn.Linear(hidden, attention_dim)
-        self.attention_u = nn.Linear(hidden, attention_dim)
-        self.attention_w = nn.Linear(attention_dim, 1)
-
-    def forward(self, features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.project(features)
-        gate = torch.tanh(self.attention_v(h)) * torch.sigmoid(self.attention_u(h))
-        weights = masked_softmax(self.attention_w(gate).squeeze(-1), mask)
-        return torch.einsum("bn,bnd->bd", weights, h), weights
+        super().__init__(hidden, attention_dim, gated=True, in_dim=in_dim, dropout=dropout)
 
 
 class Abmil(nn.Module):
@@ -49,12 +33,11 @@ class Abmil(nn.Module):
         self.output_dim = config.hidden * len(self.magnifications)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        embeddings, attention = [], {}
-        for mag in self.magnifications:
-            embedding, weights = self.pools[mag](batch["features"][mag], batch["mask"][mag])
-            embeddings.append(embedding)
-            attention[mag] = weights
-        return {"embedding": torch.cat(embeddings, dim=1), "attention": attention}
+        pooled = per_magnification(batch, lambda mag, x, mask: self.pools[mag](x, mask), self.magnifications)
+        return {
+            "embedding": torch.cat([embedding for embedding, _ in pooled.values()], dim=1),
+            "attention": {mag: weights for mag, (_, weights) in pooled.items()},
+        }
 
 
 class MeanPool(nn.Module):
@@ -72,11 +55,10 @@ class MeanPool(nn.Module):
         self.output_dim = config.hidden * len(self.magnifications)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        pooled = [
-            self.project[mag](masked_mean(batch["features"][mag], batch["mask"][mag]))
-            for mag in self.magnifications
-        ]
-        return {"embedding": torch.cat(pooled, dim=1)}
+        pooled = per_magnification(
+            batch, lambda mag, x, mask: self.project[mag](masked_mean(x, mask)), self.magnifications
+        )
+        return {"embedding": torch.cat(list(pooled.values()), dim=1)}
 
 
 class AbmilBuilder:
@@ -84,7 +66,7 @@ class AbmilBuilder:
         self.config = config
 
     def build(self, dims: ModelDims) -> nn.Module:
-        _require_slides(dims, "abmil")
+        require_features(dims, "slide encoder 'abmil'")
         return Abmil(dims, self.config)
 
 
@@ -93,5 +75,5 @@ class MeanPoolBuilder:
         self.config = config
 
     def build(self, dims: ModelDims) -> nn.Module:
-        _require_slides(dims, "mean")
+        require_features(dims, "slide encoder 'mean'")
         return MeanPool(dims, self.config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from histo.blocks import require_features
 from histo.errors import HistoError
 from histo.interfaces import ModelDims
 
@@ -13,8 +14,7 @@ from .layout import TokenLayout, build_layout
 
 
 def require_slides(dims: ModelDims, name: str) -> None:
-    if dims.feature_dim <= 0 or not dims.magnifications:
-        raise HistoError(f"{name!r} needs patch features: set the stage's `features:` section")
+    require_features(dims, repr(name))
     bad = [view for view in dims.magnifications if "." in view or not view]
     if bad:
         raise HistoError(

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from histo.blocks import masked_mean, require_omics
 from histo.errors import HistoError
 from histo.interfaces import ModelDims, OmicsEncoder, SlideEncoder
 from histo.plugins.models.omics import SNN
-from histo.plugins.models.pooling import masked_mean
 
 from .branch import require_slides, view_layout
 from .configs import DmfConfig
@@ -160,8 +160,7 @@ class DmfBuilder:
         self, dims: ModelDims, slide_encoder: SlideEncoder | None, omics_encoder: OmicsEncoder | None
     ) -> nn.Module:
         require_slides(dims, "dmf")
-        if not dims.omics_groups:
-            raise HistoError("fusion 'dmf' needs gene groups: set the stage's `omics:` section")
+        require_omics(dims, "fusion 'dmf'")
         if slide_encoder is not None:
             raise HistoError(
                 "fusion 'dmf' brings its own patch branch (deformable cross-attention): remove "

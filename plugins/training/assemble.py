@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from histo.blocks import omics_vector
 from histo.errors import HistoError
 from histo.interfaces import ModelDims
 
@@ -19,10 +20,7 @@ class OmicsOnly(nn.Module):
         self.output_dim = encoder.output_dim
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        embedding = self.encoder(batch["omics"])
-        if getattr(self.encoder, "tokens", False):
-            embedding = embedding.mean(dim=1)
-        return {"embedding": embedding}
+        return {"embedding": omics_vector(self.encoder, batch["omics"])}
 
 
 class Predictor(nn.Module):
