@@ -7,6 +7,7 @@ Exit codes, one rule for every command:
      with its package and version); with `strict: true`, also any skipped item
   2  invalid recipe or usage: nothing ran
   3  internal error in histo itself (a bug): the message says where the traceback was written
+  130  interrupted (Ctrl-C): rerun the same command to finish what is missing
 
 User errors print one message per problem and no traceback; `HISTO_DEBUG=1` shows tracebacks.
 """
