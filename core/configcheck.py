@@ -26,6 +26,10 @@ def default_problems(config: type[BaseModel]) -> list[str]:
             value = field.get_default(call_default_factory=True, validated_data={})
         except Exception as exc:  # a default_factory that raises is as broken as a bad default
             return [f"field {name!r}: its default factory raised {type(exc).__name__}: {exc}"]
+        if value is None:
+            # `x: int = None` is a common way to write "not set", handled by the component's code;
+            # refusing it would break plugins that work today
+            continue
         key = field.alias if field.alias and not config.model_config.get("populate_by_name") else name
         defaults[key] = value
         keys[key] = name
