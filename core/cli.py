@@ -279,10 +279,15 @@ def _unexpected(exc: Exception) -> int:
     from .manager import get_plugins
     from .run.blame import blame
 
-    fd, path = tempfile.mkstemp(prefix="histo-traceback-", suffix=".txt")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    found = blame(exc, get_plugins(), traceback_at=f"{path} (or rerun with HISTO_DEBUG=1)")
+    where = "rerun with HISTO_DEBUG=1 to see it"
+    try:  # the environment may be what failed (a full disk): then say how to see the traceback
+        fd, path = tempfile.mkstemp(prefix="histo-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        where = f"{path} (or rerun with HISTO_DEBUG=1)"
+    except OSError:
+        pass
+    found = blame(exc, get_plugins(), traceback_at=where)
     err.print(f"error: {found.message}", markup=False, highlight=False)
     return found.exit_code
 
