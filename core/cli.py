@@ -180,6 +180,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    """Write a plugin package from the scaffold (see docs/plugins.md, "Starting a package")."""
+    from .scaffold import new_plugin
+
+    root = new_plugin(args.name, args.kind, args.out)
+    out.print(f"wrote {root}; next: pip install -e {root} && python -m pytest {root}", markup=False)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     doc = (__doc__ or "").strip()
     parser = argparse.ArgumentParser(
@@ -249,7 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--output", "-o", type=Path, help="write to a file instead of stdout")
     schema.add_argument("--markdown", action="store_true", help="a readable reference instead of JSON Schema")
     schema.set_defaults(handler=cmd_schema)
+
+    new = sub.add_parser("new", help="start a plugin package from a template")
+    new_what = new.add_subparsers(dest="what", required=True, metavar="WHAT")
+    new_plugin = new_what.add_parser(
+        "plugin", help="a package with one component, its config, README and tests (histo.testing)"
+    )
+    new_plugin.add_argument("name", help="e.g. lab-mil: package histo-lab-mil, component lab_mil")
+    new_plugin.add_argument("--kind", required=True, choices=_scaffold_kinds(), help="component kind")
+    new_plugin.add_argument("--out", type=Path, default=Path("."), help="parent folder (default: here)")
+    new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
+
+
+def _scaffold_kinds() -> list[str]:
+    from .scaffold import KINDS
+
+    return list(KINDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

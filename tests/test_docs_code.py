@@ -7,8 +7,11 @@ The blocks of a page run in order, the way a reader copies them:
 - then every `test_*` function the blocks define is called, with histo's pytest fixtures
   (`histo_plugins`, `register_plugin`, `load_recipe_text`, `histo_dims`, ...) and `tmp_path`, each
   with a fresh plugin manager, as pytest would.
-A block that cannot run on its own (a shape, a signature) is fenced as ```python fragment; keep those
-rare. Tracebacks point at the page's own line numbers.
+A block that shows part of a real file is fenced as ```python excerpt=PATH (PATH from the repository
+root): each of its lines must appear in that file, in order (`...` in a line stands for anything), so
+an excerpt cannot drift from the code either. A block that cannot run on its own (a shape, a
+signature) is fenced as ```python fragment; keep those rare. Tracebacks point at the page's own line
+numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from histo import manager
 from histo.manager import Plugins, set_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "docs" / "plugins.md"]
+PAGES = [ROOT / "docs" / "plugins.md", ROOT / "docs" / "plugin-tutorial.md"]
 FENCE = re.compile(r"^(\s*)(```|~~~)\s*([\w+-]*)\s*(.*?)\s*$")
 MODULE_FILE = re.compile(r"^#\s*(?:src/)?((?:[A-Za-z_]\w*/)*[A-Za-z_]\w*)\.py\s*$")
 
@@ -40,6 +43,13 @@ class Block:
     line: int  # 1-based line of the first code line
     code: str
     flags: tuple[str, ...]
+
+    @property
+    def excerpt_of(self) -> Path | None:
+        for flag in self.flags:
+            if flag.startswith("excerpt="):
+                return ROOT / flag.removeprefix("excerpt=")
+        return None
 
     @property
     def module(self) -> str | None:
@@ -148,7 +158,7 @@ def test_every_python_block_runs(page: Path, tmp_path: Path, monkeypatch: pytest
     previous = manager._default
     try:
         for block in blocks:
-            if "fragment" in block.flags:
+            if "fragment" in block.flags or block.excerpt_of is not None:
                 continue
             set_plugins(Plugins(load_entry_points=False, env={}))
             target = shared if block.module is None else _register_module(block.module, monkeypatch).__dict__
@@ -162,6 +172,35 @@ def test_every_python_block_runs(page: Path, tmp_path: Path, monkeypatch: pytest
             test(**{arg: fixtures.provide(arg) for arg in inspect.signature(test).parameters})
     finally:
         set_plugins(previous)
+
+
+def excerpt_problem(block: Block) -> str | None:
+    """Why `block` is not an excerpt of its file (None when every line is found, in order)."""
+    path = block.excerpt_of
+    assert path is not None
+    if not path.is_file():
+        return f"{path} does not exist"
+    source = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    position = 0
+    for offset, line in enumerate(block.code.splitlines()):
+        wanted = line.strip()
+        if not wanted or wanted == "...":
+            continue
+        pattern = re.compile(".*".join(re.escape(part) for part in wanted.split("...")) + "$")
+        found = next((i for i in range(position, len(source)) if pattern.match(source[i])), None)
+        if found is None:
+            return f"line {block.line + offset} ({wanted!r}) is not in {path.name} after line {position}"
+        position = found + 1
+    return None
+
+
+EXCERPTS = [b for page in PAGES for b in python_blocks(page) if b.excerpt_of is not None]
+
+
+@pytest.mark.parametrize("block", EXCERPTS, ids=[f"{b.page.name}:{b.line}" for b in EXCERPTS])
+def test_excerpts_match_their_files(block: Block) -> None:
+    problem = excerpt_problem(block)
+    assert problem is None, f"{block.page.name}, block at line {block.line}: {problem}"
 
 
 def test_fragments_are_rare() -> None:
@@ -183,3 +222,14 @@ def test_parser_finds_blocks_modules_and_flags(tmp_path: Path) -> None:
     blocks = python_blocks(page)
     assert [(b.line, b.module, b.flags) for b in blocks] == [(3, "pkg.mod", ()), (10, None, ("fragment",))]
     assert blocks[1].code == "y"
+
+
+def test_an_excerpt_that_drifted_is_reported(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text("def f(x):\n    y = compute(x, scale=2)\n    return y\n")
+    ok = Block(tmp_path / "p.md", 5, "def f(x):\n    y = compute(x, ...)\n    ...\n", (f"excerpt={source}",))
+    assert excerpt_problem(ok) is None
+    drifted = Block(tmp_path / "p.md", 5, "def f(x):\n    return x\n", (f"excerpt={source}",))
+    assert "line 6 ('return x') is not in mod.py" in str(excerpt_problem(drifted))
+    reordered = Block(tmp_path / "p.md", 5, "    return y\ndef f(x):\n", (f"excerpt={source}",))
+    assert excerpt_problem(reordered) is not None
