@@ -149,6 +149,15 @@ class MaskedMean(PlainMean):
         return {"embedding": pooled.detach() if self.detach else pooled}
 
 
+class UnmaskedSum(PlainMean):
+    """Sums every position (no bias): zero padding adds nothing, but whatever else sits there leaks in."""
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        weight = self.project.weight
+        parts = [nn.functional.linear(batch["features"][v], weight).sum(1) for v in self.views]
+        return {"embedding": torch.cat(parts, dim=1)}
+
+
 class Builder:
     def __init__(self, module: type[PlainMean], **options: Any) -> None:
         self.module, self.options = module, options
@@ -166,7 +175,31 @@ class Broken:
             ComponentSpec("detached", lambda c: Builder(MaskedMean, detach=True), _Config),
             ComponentSpec("no_output_dim", lambda c: Builder(MaskedMean, declare=False), _Config),
             ComponentSpec("masked", lambda c: Builder(MaskedMean), _Config),
+            ComponentSpec("unmasked_sum", lambda c: Builder(UnmaskedSum), _Config),
         ]
+
+    @hookimpl
+    def histo_token_aggregators(self) -> Iterable[ComponentSpec[Any]]:
+        return [ComponentSpec("keeps_padding", lambda c: KeepsPaddingBuilder(), _Config)]
+
+
+class KeepsPadding(nn.Module):
+    """One output token, the masked mean, but padding is assigned to it too (must be -1)."""
+
+    def forward(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        from histo.blocks import masked_mean
+
+        weights = mask.float() / mask.sum(1, keepdim=True).clamp_min(1)
+        return {
+            "tokens": masked_mean(x, mask)[:, None],
+            "assignment": torch.zeros_like(mask, dtype=torch.long),
+            "weights": weights,
+        }
+
+
+class KeepsPaddingBuilder:
+    def build(self, dim: int) -> nn.Module:
+        return KeepsPadding()
 
 
 @pytest.mark.parametrize(
@@ -176,6 +209,7 @@ class Broken:
         ("unmasked", r"differ when it is alone in a batch .* batch\['mask'\]"),
         ("detached", r"no gradient reaches the component's parameters"),
         ("no_output_dim", r"must expose an integer `output_dim`"),
+        ("unmasked_sum", r"logits change when the padded positions of the bags hold other values"),
     ],
 )
 def test_broken_components_fail_with_a_clear_message(register_plugin: Any, name: str, message: str) -> None:
@@ -208,3 +242,9 @@ def test_a_failed_run_is_an_assertion_naming_the_stage(histo_plugins: Plugins, t
         run_recipe_text(text, tmp_path / "run")
     summary = run_recipe_text(text, tmp_path / "run2", check=False)
     assert summary["status"] == "failed"
+
+
+def test_an_aggregator_that_assigns_padding_fails(register_plugin: Any) -> None:
+    register_plugin(Broken(), "broken")
+    with pytest.raises(ContractError, match=r"'assignment' must be -1 at padded positions"):
+        check_component("token_aggregators", "keeps_padding")
