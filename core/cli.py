@@ -1,4 +1,13 @@
-"""The `histo` command. Exit codes: 0 success, 1 run failed, 2 invalid recipe or usage, 3 internal error.
+"""The `histo` command.
+
+Exit codes, one rule for every command:
+  0  success
+  1  the run could not finish for a reason you can act on: a stage failed on bad input, the
+     environment (disk full, read-only folder), or an exception in a third-party plugin's code (named
+     with its package and version); with `strict: true`, also any skipped item
+  2  invalid recipe or usage: nothing ran
+  3  internal error in histo itself (a bug): the message says where the traceback was written
+  130  interrupted (Ctrl-C): rerun the same command to finish what is missing
 
 User errors print one message per problem and no traceback; `HISTO_DEBUG=1` shows tracebacks.
 """
@@ -54,7 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_recipe(args.recipe, args.set)
     check_inputs_or_raise(loaded, args.out)  # every input problem at once, before any stage runs
     with _lock(args.out or Path("runs") / loaded.name, args):
-        result = run_recipe(loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]])
+        result = run_recipe(
+            loaded, args.out, quiet=args.quiet, argv=["histo", *sys.argv[1:]], rerun=args.rerun
+        )
     for stage in result.summary["stages"]:
         line = f"{stage['id']:<16} {stage['status']:<8}"
         if "seconds" in stage:
@@ -66,13 +77,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(line.rstrip(), highlight=False, markup=False)  # no padding at the end of a stage row
     out.print(f"run directory: {result.run_dir}", highlight=False, markup=False)
     if not result.ok:
-        return EXIT_FAILED
+        return _failed_run_exit(result.summary)
     if loaded.recipe.strict and result.failures:
         err.print(
             f"strict: {result.failures} item(s) were skipped; see the failures.jsonl files", markup=False
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _failed_run_exit(summary: dict[str, Any]) -> int:
+    """3 when a stage hit a bug in histo itself, else 1 (see the module docstring)."""
+    internal = [s for s in summary.get("stages", []) if s.get("error_kind") == "internal"]
+    return EXIT_INTERNAL if internal else EXIT_FAILED
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -95,19 +112,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .manager import get_plugins
+    from .plugin_listing import component_rows
 
     plugins = get_plugins()
-    rows = [
-        {
-            "kind": e.kind,
-            "name": e.name,
-            "package": e.package,
-            "version": e.version,
-            "plugin": e.plugin,
-            "description": e.spec.description,
-        }
-        for e in plugins.entries()
-    ]
+    rows = component_rows(plugins)
     failures = [
         {"plugin": f.plugin, "package": f.package, "phase": f.phase, "message": f.message}
         for f in plugins.failures
@@ -117,8 +125,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = Table("kind", "name", "package", "version", "description", box=None, pad_edge=False)
     for row in rows:
-        table.add_row(row["kind"], row["name"], row["package"], row["version"], row["description"])
-    out.print(table)
+        description = row["description"] if row["usable"] else f"UNUSABLE: {row['problem']}"
+        table.add_row(row["kind"], row["name"], row["package"], row["version"], description)
+    out.print(table, markup=False, highlight=False)
     for failure in plugins.failures:
         err.print(f"warning: {failure}", markup=False, highlight=False)
     return EXIT_OK
@@ -147,7 +156,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for note in predict_notes(out_dir):
         err.print(f"note: {note}", markup=False, highlight=False)
     if not result.ok:
-        return EXIT_FAILED
+        return _failed_run_exit(result.summary)
     folder = out_dir / "stages" / "predict"
     out.print(
         f"predictions: {folder / 'slide_predictions.csv'}, {folder / 'patient_predictions.csv'}",
@@ -228,7 +237,13 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="histo", description=__doc__.splitlines()[0] if __doc__ else None)
+    doc = (__doc__ or "").strip()
+    parser = argparse.ArgumentParser(
+        prog="histo",
+        description="Multi-modal learning on whole-slide images and transcriptomics, from YAML recipes.",
+        epilog=doc[doc.index("Exit codes") :] if "Exit codes" in doc else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"histo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -251,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
     run.add_argument("--quiet", action="store_true", help="log to the run directory only")
     run.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    run.add_argument(
+        "--rerun",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="run this stage even if cached, and every stage that depends on it (repeatable)",
+    )
     validate = recipe_command(
         "validate", "check a recipe without running it (exit 0 valid, 2 invalid)", cmd_validate
     )
@@ -335,13 +357,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fault is not None:
             err.print(f"error: {fault}", markup=False, highlight=False)
             return fault.exit_code
-        err.print(
-            f"internal error: {type(exc).__name__}: {exc}\n"
-            "this is a bug in histo or a plugin; rerun with HISTO_DEBUG=1 for the traceback",
-            markup=False,
-            highlight=False,
-        )
-        return EXIT_INTERNAL
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    """An exception outside a stage: write its traceback to a file, say whose code raised and exit
+    1 (a third-party plugin, or the environment) or 3 (a bug in histo)."""
+    import tempfile
+    import traceback
+
+    from .manager import get_plugins
+    from .run.blame import blame
+
+    where = "rerun with HISTO_DEBUG=1 to see it"
+    try:  # the environment may be what failed (a full disk): then say how to see the traceback
+        fd, path = tempfile.mkstemp(prefix="histo-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        where = f"{path} (or rerun with HISTO_DEBUG=1)"
+    except OSError:
+        pass
+    found = blame(exc, get_plugins(), traceback_at=where)
+    err.print(f"error: {found.message}", markup=False, highlight=False)
+    return found.exit_code
 
 
 if __name__ == "__main__":

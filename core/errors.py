@@ -20,6 +20,10 @@ class UnknownComponentError(HistoError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnavailableComponentError(UnknownComponentError):
+    """A name that an installed plugin offers but cannot provide (a broken config, a failed hook)."""
+
+
 class DuplicateComponentError(HistoError):
     """Two plugins registered the same name for one kind."""
 

@@ -7,7 +7,8 @@ entry-point group. Loading is controlled by two environment variables:
 - HISTO_PLUGINS=a,b           load only these third-party plugins ("" loads none)
 
 A plugin that fails to import or whose hook raises is recorded in `failures` and skipped, so one broken
-package cannot take the CLI down.
+package cannot take the CLI down. A component whose config defaults break the config's own constraints
+is recorded too (phase "config") and kept out of use, with the reason, in its registry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pluggy
 
 from . import DISTRIBUTION, __version__, hookspecs
+from .configcheck import default_problems
 from .errors import DuplicateComponentError
 from .kinds import KINDS, kind
 from .registry import Registered, Registry
@@ -37,7 +39,7 @@ DEFAULT_PLUGINS_MODULE = "histo.plugins"
 class PluginFailure:
     plugin: str
     package: str
-    phase: str  # "import", "register", "hook" or "conflict"
+    phase: str  # "import", "register", "hook", "conflict" or "config"
     message: str
 
     def __str__(self) -> str:
@@ -50,6 +52,7 @@ class PluginInfo:
     package: str
     version: str
     default: bool
+    module: str = ""  # the module (or object's module) holding the hooks
 
 
 def _csv_env(env: Mapping[str, str], key: str) -> set[str] | None:
@@ -74,7 +77,7 @@ class Plugins:
         self._pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self._pm.add_hookspecs(hookspecs)
         self._info: dict[str, PluginInfo] = {}
-        self.failures: list[PluginFailure] = []
+        self._failures: list[PluginFailure] = []
         self._registries: dict[str, Registry[Any]] | None = None
         if load_defaults:
             self._load_defaults()
@@ -98,15 +101,16 @@ class Plugins:
         try:
             self._pm.register(plugin, name=plugin_name)
         except Exception as exc:  # pluggy validation errors: wrong hook signature
-            self.failures.append(PluginFailure(plugin_name, package, "register", str(exc)))
+            self._failures.append(PluginFailure(plugin_name, package, "register", str(exc)))
             return
         try:
             self._pm.check_pending()  # a misspelt hook name would otherwise be ignored silently
         except Exception as exc:
             self._pm.unregister(plugin)
-            self.failures.append(PluginFailure(plugin_name, package, "register", str(exc)))
+            self._failures.append(PluginFailure(plugin_name, package, "register", str(exc)))
             return
-        self._info[plugin_name] = PluginInfo(plugin_name, package, version, default)
+        module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        self._info[plugin_name] = PluginInfo(plugin_name, package, version, default, module)
         self._registries = None
 
     def _load_defaults(self) -> None:
@@ -118,7 +122,7 @@ class Plugins:
             try:
                 module = importlib.import_module(module_name)
             except Exception as exc:
-                self.failures.append(PluginFailure(short, DISTRIBUTION, "import", _describe(exc)))
+                self._failures.append(PluginFailure(short, DISTRIBUTION, "import", _describe(exc)))
                 continue
             self.register(module, short, package=DISTRIBUTION, version=__version__, default=True)
 
@@ -132,11 +136,18 @@ class Plugins:
             try:
                 module = ep.load()
             except Exception as exc:
-                self.failures.append(PluginFailure(ep.name, package, "import", _describe(exc)))
+                self._failures.append(PluginFailure(ep.name, package, "import", _describe(exc)))
                 continue
             self.register(module, ep.name, package=package, version=version)
 
     # -- registries ------------------------------------------------------------------------------
+    @property
+    def failures(self) -> list[PluginFailure]:
+        """Every plugin failure: import and registration, and (collecting the registries first) hooks
+        that raise, name conflicts and components whose config defaults are invalid."""
+        self.registries()
+        return list(self._failures)
+
     def registry(self, kind_name: str) -> Registry[Any]:
         kind(kind_name)  # raises on a misspelt kind
         if self._registries is None:
@@ -151,14 +162,35 @@ class Plugins:
     def plugins(self) -> list[PluginInfo]:
         return [self._info[name] for name in sorted(self._info)]
 
+    def plugin_info(self, name: str) -> PluginInfo | None:
+        """The loaded plugin of that name (entry-point name or default module's short name)."""
+        return self._info.get(name)
+
+    def source_digest(self, entry: Registered[Any], memo: dict[Any, str] | None = None) -> str:
+        """Hash of a component's code when its version does not pin it (editable or local plugins);
+        '' for histo's own plugins and packages installed from an index. See `histo.sources`.
+        `memo` shares digests between the components of one package within one recipe load."""
+        from .sources import entry_modules, source_digest
+
+        info = self._info.get(entry.plugin)
+        modules = entry_modules(entry, info.module if info else "")
+        if memo is None:
+            return source_digest(entry.package, modules)
+        key = (entry.package, tuple(sorted({m.split(".")[0] for m in modules})))
+        if key not in memo:
+            memo[key] = source_digest(entry.package, modules)
+        return memo[key]
+
     def entries(self) -> Iterable[Registered[Any]]:
         for k in KINDS:
             yield from self.registry(k.name)
 
     def _collect(self) -> dict[str, Registry[Any]]:
         registries: dict[str, Registry[Any]] = {k.name: Registry(k.name) for k in KINDS}
-        self.failures = [f for f in self.failures if f.phase in ("import", "register")]
+        self._failures = [f for f in self._failures if f.phase in ("import", "register")]
+        early = [str(f) for f in self._failures]
         for k in KINDS:
+            hook_failures: list[str] = []
             caller = getattr(self._pm.hook, k.hook)
             for impl in caller.get_hookimpls():
                 info = self._info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "<local>", "", False)
@@ -168,14 +200,24 @@ class Plugins:
                         if not isinstance(spec, ComponentSpec):
                             raise TypeError(f"{k.hook} returned {type(spec).__name__}, not a ComponentSpec")
                 except Exception as exc:
-                    self.failures.append(PluginFailure(info.name, info.package, "hook", _describe(exc)))
+                    failure = PluginFailure(info.name, info.package, "hook", _describe(exc))
+                    self._failures.append(failure)
+                    hook_failures.append(str(failure))
                     continue
                 for spec in specs:
                     entry = Registered(k.name, spec, info.name, info.package, info.version)
+                    problems = default_problems(spec.config)
+                    if problems:
+                        reason = f"config {spec.config.__name__} has invalid defaults: {'; '.join(problems)}"
+                        message = f"{k.name} {spec.name!r}: {reason}"
+                        self._failures.append(PluginFailure(info.name, info.package, "config", message))
+                        registries[k.name].add_unavailable(entry, reason)
+                        continue
                     try:
                         registries[k.name].add(entry)
                     except DuplicateComponentError as exc:
-                        self.failures.append(PluginFailure(info.name, info.package, "conflict", str(exc)))
+                        self._failures.append(PluginFailure(info.name, info.package, "conflict", str(exc)))
+            registries[k.name].plugin_failures = early + hook_failures
         return registries
 
 

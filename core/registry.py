@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .errors import DuplicateComponentError, UnknownComponentError
+from .errors import DuplicateComponentError, UnavailableComponentError, UnknownComponentError
 from .specs import ComponentSpec
 
 T = TypeVar("T")
@@ -35,6 +35,10 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Registered[T]] = {}
         self.conflicts: dict[str, str] = {}  # name -> message, for names two plugins claim
+        # components a plugin offers but that cannot be used (e.g. defaults breaking their config)
+        self.unavailable: dict[str, tuple[Registered[T], str]] = {}
+        # failures of plugins that may have provided components of this kind (import, hook errors)
+        self.plugin_failures: list[str] = []
 
     def add(self, entry: Registered[T]) -> None:
         existing = self._entries.get(entry.name)
@@ -48,9 +52,27 @@ class Registry(Generic[T]):
             raise DuplicateComponentError(message)
         self._entries[entry.name] = entry
 
+    def add_unavailable(self, entry: Registered[T], reason: str) -> None:
+        """Record a component that its plugin offers but histo refuses, so a recipe naming it says why."""
+        self.unavailable[entry.name] = (entry, reason)
+
+    def problem(self, name: str) -> str | None:
+        """Why `name` cannot be used, or None when it can (or is simply not installed)."""
+        if name in self.conflicts:
+            return self.conflicts[name]
+        if name in self.unavailable:
+            return self.unavailable[name][1]
+        return None
+
     def get(self, name: str) -> Registered[T]:
         if name in self.conflicts:
             raise DuplicateComponentError(self.conflicts[name])
+        if name in self.unavailable and name not in self._entries:
+            entry, reason = self.unavailable[name]
+            raise UnavailableComponentError(
+                f"{self.kind} {name!r} from {entry.package} {entry.version}".rstrip()
+                + f" (plugin {entry.plugin}) is unavailable: {reason}"
+            )
         try:
             return self._entries[name]
         except KeyError:
@@ -64,6 +86,11 @@ class Registry(Generic[T]):
         else:
             available = ", ".join(sorted(self._entries)) or "none installed"
             message += f"; available: {available}"
+        if self.plugin_failures:
+            message += (" " if message.endswith("?") else ". ") + (
+                f"{len(self.plugin_failures)} plugin(s) failed to load and may provide it "
+                "(see `histo plugins`): " + "; ".join(self.plugin_failures)
+            )
         return message
 
     def build(self, name: str, params: Any = None) -> T:

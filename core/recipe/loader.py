@@ -40,13 +40,23 @@ class ResolvedStage:
 
     @property
     def component_sources(self) -> list[list[str]]:
-        """(kind, name, package, version) of every component the stage uses: an upgraded plugin
-        package invalidates the stages that use it."""
+        """(kind, name, package, version[, source digest]) of every component the stage uses: an
+        upgraded plugin package, or an edited editable one, invalidates the stages that use it."""
         return [
             [value.kind, value.name, *(value._source or ("", ""))]
             for what, _, value in walk(self.config)
             if what == "component"
         ]
+
+    @property
+    def components(self) -> list[tuple[str, str, str, str]]:
+        """(kind, name, package, version) of every component the stage uses, for error messages."""
+        found = []
+        for what, _, value in walk(self.config):
+            if what == "component":
+                package, version = (value._source or ("", ""))[:2]
+                found.append((value.kind, value.name, package, version))
+        return found
 
 
 @dataclass
@@ -193,6 +203,7 @@ def load_recipe(
 
     stages: list[ResolvedStage] = []
     seen: list[str] = []
+    digests: dict[Any, str] = {}  # source digests, once per plugin package and recipe load
     registry = plugins.registry("stages")
     for stage_id, entry in recipe.stages.items():
         at: Loc = ("stages", stage_id)
@@ -215,7 +226,7 @@ def load_recipe(
             problems += problems_from(exc, config_model, (*at, "params"), lines)
             seen.append(stage_id)
             continue
-        problems += _validate_references(config, (*at, "params"), seen, plugins, lines)
+        problems += _validate_references(config, (*at, "params"), seen, plugins, lines, digests)
         problems += _bound_problems(config, (*at, "params"), lines)
         stages.append(ResolvedStage(stage_id, registered, config))
         seen.append(stage_id)
@@ -247,7 +258,12 @@ def resolve_config(
 
 
 def _validate_references(
-    config: BaseModel, prefix: Loc, earlier: list[str] | None, plugins: Plugins, lines: dict[Loc, int]
+    config: BaseModel,
+    prefix: Loc,
+    earlier: list[str] | None,
+    plugins: Plugins,
+    lines: dict[Loc, int],
+    digests: dict[Any, str] | None = None,
 ) -> list[Problem]:
     """Phase two inside one stage: component names and params, upstream stage ids (unless `earlier`
     is None: a config saved by a finished run names stages of that run)."""
@@ -272,6 +288,7 @@ def _validate_references(
                 problems += problems_from(exc, spec.config, (*loc, "params"), lines)
                 continue
             value._spec = spec
-            value._source = (entry.package, entry.version)
+            digest = plugins.source_digest(entry, digests)
+            value._source = (entry.package, entry.version, *([digest] if digest else []))
             value.params = value._config.model_dump(mode="json")
     return problems

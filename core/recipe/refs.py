@@ -41,7 +41,8 @@ class ComponentRef(BaseModel):
     params: dict[str, Any] = {}
     _config: BaseModel | None = PrivateAttr(default=None)
     _spec: Any = PrivateAttr(default=None)  # the ComponentSpec it was validated against
-    _source: tuple[str, str] | None = PrivateAttr(default=None)  # (package, version) that provided it
+    # (package, version[, source digest]) that provided it; the digest only for editable/local plugins
+    _source: tuple[str, ...] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod

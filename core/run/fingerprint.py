@@ -43,9 +43,15 @@ def stage_fingerprint(
     upstream: dict[str, str],
     inputs: list[Path],
     components: list[list[str]] | None = None,
+    source: str = "",
 ) -> str:
+    """`source` hashes the stage plugin's code when its version does not pin it (an editable or
+    local plugin, see `histo.sources`); left out of the key when empty, so keys of stages from
+    released packages stay what they were."""
+    extra = {"source": source} if source else {}
     return digest(
         {
+            **extra,
             "stage": stage,
             "package": package,
             "package_version": package_version,

@@ -35,5 +35,11 @@ def provenance(plugins: Plugins, argv: list[str] | None = None) -> dict[str, Any
             {"name": p.name, "package": p.package, "version": p.version, "default": p.default}
             for p in plugins.plugins()
         ],
+        # plugins that were skipped (import, hook, conflict, invalid config defaults): a run that
+        # misses a component says so in its own record, not only on the terminal that started it
+        "plugin_failures": [
+            {"plugin": f.plugin, "package": f.package, "phase": f.phase, "message": f.message}
+            for f in plugins.failures
+        ],
         "command": argv if argv is not None else sys.argv,
     }

@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,13 +27,15 @@ from ..errors import HistoError
 from ..io import read_json, write_json_atomic, write_text_atomic
 from ..manager import Plugins, get_plugins
 from ..recipe.loader import LoadedRecipe, ResolvedStage
+from .blame import blame
 from .context import StageContext
 from .distributed import DistEnv
-from .environment import environment_errors_fail
+from .environment import EnvironmentFault, environment_errors_fail
 from .failures import summarise_failures
 from .fingerprint import digest, stage_fingerprint
 from .logs import close_run_log, open_run_log
 from .provenance import provenance
+from .rerun import forced_stages
 
 DONE = "stage.json"
 IN_PROGRESS = "in_progress.json"
@@ -75,8 +78,11 @@ def run_recipe(
     plugins: Plugins | None = None,
     quiet: bool = False,
     argv: list[str] | None = None,
+    rerun: Collection[str] = (),
 ) -> RunResult:
+    """`rerun`: stage ids to run even if cached; the stages that depend on them rerun too."""
     plugins = plugins or get_plugins()
+    forced = forced_stages(loaded, rerun)
     run_dir = Path(out) if out is not None else Path("runs") / loaded.name
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(loaded.recipe.device)
@@ -112,7 +118,9 @@ def run_recipe(
             if failed:
                 summary["stages"].append({"id": stage.id, "stage": stage.entry.name, "status": "not run"})
                 continue
-            record = _run_stage(stage, loaded, run_dir, device, fingerprints, logger, quiet, dist)
+            record = _run_stage(
+                stage, loaded, run_dir, device, fingerprints, logger, quiet, dist, plugins, stage.id in forced
+            )
             summary["stages"].append(record)
             save_summary()
             failed = record["status"] == "failed"
@@ -137,9 +145,18 @@ def _run_stage(
     logger: Any,
     quiet: bool,
     dist: DistEnv,
+    plugins: Plugins,
+    forced: bool = False,
 ) -> dict[str, Any]:
     stage_dir = run_dir / "stages" / stage.id
-    instance = stage.entry.spec.factory(stage.config)
+    try:
+        instance = stage.entry.spec.factory(stage.config)
+    except Exception as exc:  # a stage plugin whose constructor raises: name it, do not crash the run
+        logger.debug("%s", traceback.format_exc())
+        found = blame(exc, plugins, stage.components, str(run_dir / "histo.log"))
+        logger.error("%s: %s", stage.id, found.message)
+        return {"id": stage.id, "stage": stage.entry.name, "status": "failed", "error": found.message,
+                "error_kind": found.kind}
     fingerprint = stage_fingerprint(
         stage=stage.entry.name,
         package=stage.entry.package,
@@ -150,20 +167,25 @@ def _run_stage(
         upstream={sid: fingerprints[sid] for sid in stage.upstream},
         inputs=[p.resolve() for p in stage.input_paths],
         components=stage.component_sources,
+        source=plugins.source_digest(stage.entry),
     )
     fingerprints[stage.id] = fingerprint
     record: dict[str, Any] = {"id": stage.id, "stage": stage.entry.name, "fingerprint": fingerprint}
 
     done_file = stage_dir / DONE
     dist.barrier()  # every rank sees the same stage folder
-    if done_file.exists() and getattr(instance, "cacheable", True):
+    if forced:
+        logger.info("%s: rerun forced (--rerun)", stage.id)
+    if done_file.exists() and getattr(instance, "cacheable", True) and not forced:
         previous = read_json(done_file)
         if previous.get("fingerprint") == fingerprint and previous.get("status") == "done":
             logger.info("%s: unchanged, reusing %s", stage.id, stage_dir)
             return {**previous, "status": "cached", "cached_from": previous.get("finished")}
 
     progress_file = stage_dir / IN_PROGRESS
-    resumable = progress_file.exists() and read_json(progress_file).get("fingerprint") == fingerprint
+    resumable = (
+        not forced and progress_file.exists() and read_json(progress_file).get("fingerprint") == fingerprint
+    )
     dist.barrier()  # all ranks decided before rank 0 changes the folder
     if dist.is_main:
         if stage_dir.exists() and not resumable:
@@ -194,11 +216,13 @@ def _run_stage(
         environment_errors_fail(instance.run, ctx, stage_dir)  # a full disk is no bug: the stage fails
     except HistoError as exc:
         logger.error("%s: %s", stage.id, exc)
-        record.update(status="failed", error=str(exc))
-    except Exception as exc:  # a bug in a stage: keep the traceback in the log, the message on screen
+        kind = "environment" if isinstance(exc, EnvironmentFault) else "user"
+        record.update(status="failed", error=str(exc), error_kind=kind)
+    except Exception as exc:  # keep the traceback in the log; say whose code raised (see blame.py)
         logger.debug("%s", traceback.format_exc())
-        logger.error("%s: internal error %s: %s (traceback in histo.log)", stage.id, type(exc).__name__, exc)
-        record.update(status="failed", error=f"internal error {type(exc).__name__}: {exc}")
+        found = blame(exc, plugins, stage.components, str(run_dir / "histo.log"))
+        logger.error("%s: %s", stage.id, found.message)
+        record.update(status="failed", error=found.message, error_kind=found.kind)
     else:
         record["status"] = "done"
     for line in summarise_failures(ctx.failures):
