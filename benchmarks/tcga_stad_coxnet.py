@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import sys
@@ -167,9 +168,8 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
         if sorted(deep.index) != sorted(split["test"]):
             raise HistoError(f"{path}: the deep model's test patients differ from the split's test column")
         record = json.loads((stage_dir / "folds" / str(k) / "metrics.json").read_text())
-        history = json.loads((stage_dir / "folds" / str(k) / "history.json").read_text())
         best = record["best_epoch"]
-        deep_val = next(float(h["val_c_index"]) for h in history if h["epoch"] == best)
+        deep_val = deep_validation(stage_dir / "folds" / str(k), record)
 
         pipeline = OmicsPipeline(config.omics.preprocess).fit(omics, split["train"])
         x = {part: design(pipeline, omics, ids) for part, ids in split.items()}
@@ -178,14 +178,20 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
         y_train = Surv.from_arrays(e["train"].astype(bool), t["train"])
         model = fit_coxnet(x["train"].to_numpy(), y_train, l1_ratio)
         alphas = np.asarray(model.alphas_)
-        val_scores = path_scores(model, x["val"].to_numpy(), t["val"], e["val"])
-        j = pick(val_scores)
+        # without validation patients (the run selected by inner splits) only the inner-CV alpha exists
+        val_scores = (
+            path_scores(model, x["val"].to_numpy(), t["val"], e["val"])
+            if split["val"] else np.full(len(alphas), np.nan)
+        )  # fmt: skip
+        j = pick(val_scores) if split["val"] else -1
         test_risk = x["test"].to_numpy() @ model.coef_
         j_cv = inner_cv_alpha(x["train"].to_numpy(), t["train"], e["train"], alphas, l1_ratio, seed + k)
 
         deep_risk = deep.loc[split["test"], "risk"].to_numpy()
         notes = []
-        if j == 0 or j == len(alphas) - 1:
+        if not split["val"]:
+            notes.append("no validation patients: no alpha chosen on validation")
+        elif j == 0 or j == len(alphas) - 1:
             notes.append(f"validation picked the {'strongest' if j == 0 else 'weakest'} alpha of the path")
         results.append(
             FoldResult(
@@ -194,9 +200,9 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
                 test_events=int(e["test"].sum()), genes=x["train"].shape[1],
                 deep_test=c_index(deep_risk, t["test"], e["test"]),
                 deep_val=deep_val, deep_best_epoch=int(best),
-                coxnet_test=c_index(test_risk[:, j], t["test"], e["test"]),
-                coxnet_val=float(val_scores[j]), coxnet_alpha=float(alphas[j]),
-                coxnet_nonzero=int(np.count_nonzero(model.coef_[:, j])),
+                coxnet_test=c_index(test_risk[:, j], t["test"], e["test"]) if j >= 0 else math.nan,
+                coxnet_val=float(val_scores[j]), coxnet_alpha=float(alphas[j]) if j >= 0 else math.nan,
+                coxnet_nonzero=int(np.count_nonzero(model.coef_[:, j])) if j >= 0 else -1,
                 coxnet_cv_test=c_index(test_risk[:, j_cv], t["test"], e["test"]),
                 coxnet_cv_alpha=float(alphas[j_cv]),
                 coxnet_cv_nonzero=int(np.count_nonzero(model.coef_[:, j_cv])),
@@ -206,8 +212,24 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
     return results
 
 
+def deep_validation(fold_dir: Path, record: dict[str, Any]) -> float:
+    """The validation C-index the deep model was selected on: at its best epoch (holdout), or the mean
+    inner validation curve at the chosen epoch (inner CV / repeated splits)."""
+    selection = record.get("selection") or {}
+    if selection.get("protocol", "holdout") != "holdout":
+        score = selection.get("score")
+        return float(score) if score is not None else math.nan
+    if record.get("best_epoch") is None:  # seeds averaged, each at its own epoch
+        return math.nan
+    history = json.loads((fold_dir / "history.json").read_text())
+    return next(float(h["val_c_index"]) for h in history if h["epoch"] == record["best_epoch"])
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=float)
+    if np.isnan(array).all():
+        return math.nan, math.nan
+    array = array[~np.isnan(array)]
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
 
 
