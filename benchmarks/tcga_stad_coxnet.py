@@ -225,6 +225,22 @@ def deep_validation(fold_dir: Path, record: dict[str, Any]) -> float:
     return next(float(h["val_c_index"]) for h in history if h["epoch"] == record["best_epoch"])
 
 
+def paired_test(deep: list[float], other: list[float]) -> dict[str, float] | None:
+    """Paired t-test and Wilcoxon signed-rank test of deep - other across folds (scipy); None when the
+    other model has no value on some fold."""
+    from scipy.stats import ttest_rel, wilcoxon
+
+    a, b = np.asarray(deep, dtype=float), np.asarray(other, dtype=float)
+    if np.isnan(b).any() or len(a) < 2:
+        return None
+    diff = a - b
+    return {
+        "folds": len(diff), "diff_mean": float(diff.mean()), "diff_std": float(diff.std(ddof=1)),
+        "deep_ahead": int((diff > 0).sum()), "t_p": float(ttest_rel(a, b).pvalue),
+        "wilcoxon_p": float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0,
+    }  # fmt: skip
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=float)
     if np.isnan(array).all():
@@ -265,11 +281,21 @@ def report(results: list[FoldResult], histo_seconds: float, coxnet_seconds: floa
     ratio = summary["deep"][0] / summary["coxnet"][0]
     ratio_cv = summary["deep"][0] / summary["coxnet_cv"][0]
     print(f"ratio deep / Coxnet: {ratio:.3f} (alpha on validation), {ratio_cv:.3f} (inner CV)")
+    tests = {}
+    for name, label in (("coxnet", "alpha on validation"), ("coxnet_cv", "alpha by inner CV")):
+        other = [getattr(r, columns[name]) for r in results]
+        tests[name] = paired_test([r.deep_test for r in results], other)
+        if tests[name]:
+            t = tests[name]
+            print(f"paired, deep - Coxnet ({label}): {t['diff_mean']:+.3f} ± {t['diff_std']:.3f} over "
+                  f"{t['folds']} folds, deep ahead in {t['deep_ahead']}; paired t p = {t['t_p']:.2f}, "
+                  f"Wilcoxon p = {t['wilcoxon_p']:.2f}")  # fmt: skip
     wall = "cached, not rerun" if np.isnan(histo_seconds) else f"{histo_seconds:.1f} s"
     print(f"wall time: histo recipe {wall}; Coxnet (both selections, 5 folds) {coxnet_seconds:.1f} s")
     return {
         "folds": [asdict(r) for r in results],
         "summary": {k: {"mean": m, "std": s} for k, (m, s) in summary.items()},
+        "paired_tests": tests,
         "ratio_deep_over_coxnet": ratio,
         "ratio_deep_over_coxnet_cv": ratio_cv,
         "seconds": {"histo": None if np.isnan(histo_seconds) else histo_seconds, "coxnet": coxnet_seconds},

@@ -45,17 +45,13 @@ EXPERIMENTS: dict[str, dict[str, dict[str, str]]] = {
         "holdout 20%, early stopping, 5 seeds averaged": {**HOLDOUT, "training.selection.seeds": "5"},
         "repeated 5 x 20%, refit at fixed epoch": {"training.selection.protocol": "repeated"},
         "inner 5-fold CV, refit at fixed epoch": {"training.selection.protocol": "inner_cv"},
-        "inner 5-fold CV, refit, 3 seeds averaged": {
-            "training.selection.protocol": "inner_cv",
-            "training.selection.seeds": "3",
-        },
         "inner 5-fold CV, ensemble of the 5 early-stopped models": {
             "training.selection.protocol": "inner_cv",
             "training.selection.final": "ensemble",
         },
-        "repeated 5 x 20%, ensemble of the 5 early-stopped models": {
-            "training.selection.protocol": "repeated",
-            "training.selection.final": "ensemble",
+        "inner 5-fold CV, refit, 3 seeds averaged": {
+            "training.selection.protocol": "inner_cv",
+            "training.selection.seeds": "3",
         },
     },
     "encoder": {},  # filled by --variant; see docs/results-tcga-stad.md for the configurations tried

@@ -24,7 +24,9 @@ def test_choose_epoch_takes_the_best_mean_curve() -> None:
     # a tie goes where `ties` says; a NaN epoch (no comparable pair) is skipped; short curves count
     assert choose_epoch([[0.6, 0.6, 0.5]], "max", "later")[0] == 1
     assert choose_epoch([[0.6, 0.6, 0.5]], "max", "earlier")[0] == 0
-    assert choose_epoch([[math.nan, 0.4], [0.3]], "max", "later")[0] == 1
+    assert choose_epoch([[math.nan, 0.4, 0.5], [0.3, 0.2]], "max", "later")[0] == 1
+    # only epochs every model reached: the late 0.9 of the longer curve does not count
+    assert choose_epoch([[0.5, 0.6, 0.9], [0.5, 0.6]], "max", "later") == (1, pytest.approx(0.6))
 
 
 def test_inner_splits_stay_inside_the_training_part() -> None:

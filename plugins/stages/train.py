@@ -29,7 +29,7 @@ from histo.errors import HistoError
 from histo.interfaces import Stage, StageContext
 from histo.io import write_json_atomic
 from histo.plugins.cohort import CohortConfig, OmicsConfig, SplitConfig
-from histo.plugins.training.config import LoopConfig, ModelConfig
+from histo.plugins.training.config import LoopConfig, ModelConfig, resolve_selection
 from histo.plugins.training.inputs import FeaturesConfig
 from histo.recipe import DistillerRef, GradientCoordinatorRef, StageRef, TaskRef
 
@@ -108,7 +108,8 @@ class TrainStage(Stage[TrainConfig]):
             split_config = split_config.model_copy(update={"files": reuse / "splits", "seed": None})
             if teacher_dir is not None and init_dir is not None:
                 _same_splits(teacher_dir, init_dir)
-        if config.training.selection.protocol != "holdout":  # validation comes from inner splits instead
+        loop = resolve_selection(config.training, len(inputs.labels))
+        if loop.selection.protocol != "holdout":  # validation comes from inner splits instead
             split_config = split_config.model_copy(update={"val_fraction": 0.0})
         folds = make_splits(inputs.labels, split_config, inputs.label_column, seed=ctx.seed)
         if ctx.is_main:
@@ -131,7 +132,7 @@ class TrainStage(Stage[TrainConfig]):
                 load_model(teacher_dir / "folds" / str(fold.index), ctx.device)[0] if teacher_dir else None
             )
             setup = FoldSetup(
-                inputs, task, config.model, config.training, omics_config and omics_config.preprocess,
+                inputs, task, config.model, loop, omics_config and omics_config.preprocess,
                 split_config, coordinator=coordinator, teacher=teacher, distiller=distiller,
                 init=init_dir / "folds" / str(fold.index) / "best.pt" if init_dir else None,
             )  # fmt: skip

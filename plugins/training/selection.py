@@ -85,8 +85,12 @@ def inner_splits(
 
 
 def choose_epoch(curves: list[list[float]], mode: str, ties: str) -> tuple[int, float]:
-    """The epoch whose validation metric, averaged over the inner models, is best (NaNs skipped)."""
-    mean = np.asarray(_mean(curves))
+    """The epoch whose validation metric, averaged over the inner models, is best (NaNs skipped).
+
+    Only epochs that every inner model reached count: a model stops `patience` epochs after its own
+    best, so a later epoch would be averaged over the slower models alone."""
+    common = min(len(c) for c in curves)
+    mean = np.asarray(_mean([c[:common] for c in curves]))
     score = np.where(np.isfinite(mean), mean if mode == "max" else -mean, -np.inf)
     best = np.flatnonzero(score >= score.max() - 1e-12)
     epoch = int(best[-1] if ties == "later" else best[0])
@@ -170,9 +174,6 @@ def run_fold(setup: FoldSetup, fold: Fold, fold_dir: Path, ctx: StageContext) ->
         pairs = inner_splits(part, setup, selection, base_seed)
         refit = selection.final == "refit"
         inner_loop = setup.loop
-        if refit:  # whole curves: the epoch is chosen on their mean, not by each model's patience
-            stopping = setup.loop.early_stopping.model_copy(update={"patience": None})
-            inner_loop = setup.loop.model_copy(update={"early_stopping": stopping})
         inner: list[dict[str, Any]] = []
         curves = []
         for i, (train, val) in enumerate(pairs):
