@@ -49,10 +49,6 @@ EXPERIMENTS: dict[str, dict[str, dict[str, str]]] = {
             "training.selection.protocol": "inner_cv",
             "training.selection.final": "ensemble",
         },
-        "inner 5-fold CV, refit, 3 seeds averaged": {
-            "training.selection.protocol": "inner_cv",
-            "training.selection.seeds": "3",
-        },
     },
     "encoder": {},  # filled by --variant; see docs/results-tcga-stad.md for the configurations tried
 }

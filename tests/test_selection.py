@@ -105,7 +105,7 @@ def test_inner_cv_refit_trains_on_the_whole_training_part_for_the_chosen_epochs(
     table = pd.DataFrame(genes, columns=[f"G{g}" for g in range(6)])
     table.insert(0, "patient_id", [f"P{i:02d}" for i in range(24)])
     table.to_csv(omics, index=False)
-    text = OMICS.format(cohort=cohort, omics=omics, selection="{protocol: inner_cv, folds: 3}")
+    text = OMICS.format(cohort=cohort, omics=omics, selection="{protocol: inner_cv, folds: 3, final: refit}")
     assert run(tmp_path, text) == 0
     stage = tmp_path / "run" / "stages" / "train"
     metrics = read_json(stage / "metrics.json")
@@ -138,7 +138,7 @@ def test_ensembles_are_saved_as_one_model_that_predict_and_heatmaps_use(tmp_path
     new_bags, _, _ = make_bags(tmp_path / "new", patients=4, seed=9)
     text = WSI.format(cohort=cohort, bags=bags).replace("epochs: 6", "epochs: 3")
     selection = "selection: {protocol: repeated, folds: 2, final: ensemble, seeds: 2}"
-    text = text.replace("optimizer: {lr: 0.005}}", "optimizer: {lr: 0.005}, " + selection + "}")
+    text = text.replace("selection: {protocol: holdout}", selection)
     text += f"""\
   predict:
     stage: predict
@@ -155,3 +155,14 @@ def test_ensembles_are_saved_as_one_model_that_predict_and_heatmaps_use(tmp_path
     assert read_json(stage / "attention" / "index.json")  # attention maps come from the ensemble
     slides = pd.read_csv(tmp_path / "run" / "stages" / "predict" / "slide_predictions.csv")
     assert len(slides) == 6 and np.allclose(slides["prob_benign"] + slides["prob_tumour"], 1)
+
+
+def test_auto_uses_inner_cv_ensembles_on_small_cohorts_only() -> None:
+    from histo.plugins.training.config import LoopConfig, resolve_selection
+
+    loop = LoopConfig()
+    assert loop.selection.protocol == "auto" and loop.selection.final == "ensemble"
+    assert resolve_selection(loop, 318).selection.protocol == "inner_cv"
+    assert resolve_selection(loop, 500).selection.protocol == "holdout"
+    pinned = LoopConfig.model_validate({"selection": {"protocol": "repeated"}})
+    assert resolve_selection(pinned, 10).selection.protocol == "repeated"

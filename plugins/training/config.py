@@ -52,7 +52,7 @@ class SelectionConfig(_Config):
     every protocol works inside the fold's training part (docs/tasks.md, "Model selection")."""
 
     protocol: Literal["auto", "holdout", "inner_cv", "repeated"] = Field(
-        "holdout",
+        "auto",
         description="`holdout`: one validation carve-out (`splits.val_fraction`), early stopping on it. "
         "`inner_cv`: K-fold CV inside the fold's training part; `repeated`: K random validation "
         "carve-outs of `val_fraction` (both stratified and grouped like the folds). `auto`: `inner_cv` "
@@ -64,7 +64,7 @@ class SelectionConfig(_Config):
     folds: int = Field(5, ge=2, description="inner folds (inner_cv) or validation carve-outs (repeated)")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="validation share of each carve-out (repeated)")
     final: Literal["refit", "ensemble"] = Field(
-        "refit",
+        "ensemble",
         description="inner_cv / repeated only. `refit`: the epoch with the best mean validation curve of "
         "the inner models (over the epochs all of them reached before their early stopping), then the "
         "model retrained on the whole training part for that many epochs (fixed-epoch mode). "

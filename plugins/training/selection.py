@@ -80,7 +80,7 @@ def inner_splits(
     except HistoError as exc:
         raise HistoError(
             f"training.selection ({selection.protocol}, {selection.folds} splits of {len(part)} training "
-            f"patients): {exc}"
+            f"patients): {exc}; lower training.selection.folds or set training.selection.protocol: holdout"
         ) from None
 
 
