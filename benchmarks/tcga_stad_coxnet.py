@@ -51,7 +51,7 @@ class FoldResult:
     genes: int
     deep_test: float
     deep_val: float  # the validation C-index at the epoch the deep model selected
-    deep_best_epoch: int
+    deep_best_epoch: int  # -1: an average of models stopped at different epochs
     coxnet_test: float  # alpha chosen on validation
     coxnet_val: float
     coxnet_alpha: float
@@ -199,7 +199,7 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
                 n_train=len(split["train"]), n_val=len(split["val"]), n_test=len(split["test"]),
                 test_events=int(e["test"].sum()), genes=x["train"].shape[1],
                 deep_test=c_index(deep_risk, t["test"], e["test"]),
-                deep_val=deep_val, deep_best_epoch=int(best),
+                deep_val=deep_val, deep_best_epoch=-1 if best is None else int(best),
                 coxnet_test=c_index(test_risk[:, j], t["test"], e["test"]) if j >= 0 else math.nan,
                 coxnet_val=float(val_scores[j]), coxnet_alpha=float(alphas[j]) if j >= 0 else math.nan,
                 coxnet_nonzero=int(np.count_nonzero(model.coef_[:, j])) if j >= 0 else -1,
