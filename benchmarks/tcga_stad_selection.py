@@ -43,8 +43,14 @@ EXPERIMENTS: dict[str, dict[str, dict[str, str]]] = {
     "selection": {
         "holdout 20%, early stopping": HOLDOUT,
         "holdout 20%, early stopping, 5 seeds averaged": {**HOLDOUT, "training.selection.seeds": "5"},
-        "repeated 5 x 20%, refit at fixed epoch": {"training.selection.protocol": "repeated"},
-        "inner 5-fold CV, refit at fixed epoch": {"training.selection.protocol": "inner_cv"},
+        "repeated 5 x 20%, refit at fixed epoch": {
+            "training.selection.protocol": "repeated",
+            "training.selection.final": "refit",
+        },
+        "inner 5-fold CV, refit at fixed epoch": {
+            "training.selection.protocol": "inner_cv",
+            "training.selection.final": "refit",
+        },
         "inner 5-fold CV, ensemble of the 5 early-stopped models": {
             "training.selection.protocol": "inner_cv",
             "training.selection.final": "ensemble",
