@@ -72,7 +72,7 @@ class TrainConfig(BaseModel):
 
 
 class TrainStage(Stage[TrainConfig]):
-    version = "1"
+    version = "2"  # 2: training.selection (best.pt may hold an ensemble; best_epoch may be null)
 
     def run(self, ctx: StageContext) -> None:
         import pandas as pd
