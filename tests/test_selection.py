@@ -166,3 +166,26 @@ def test_auto_uses_inner_cv_ensembles_on_small_cohorts_only() -> None:
     assert resolve_selection(loop, 500).selection.protocol == "holdout"
     pinned = LoopConfig.model_validate({"selection": {"protocol": "repeated"}})
     assert resolve_selection(pinned, 10).selection.protocol == "repeated"
+
+
+@pytest.mark.slow
+def test_shipped_tcga_stad_recipe_averages_inner_cv_models(shared_data: Path, tmp_path: Path) -> None:
+    """The shipped recipe on one published fold (few epochs): no carve-out, 5 inner models averaged,
+    every test patient from the published file's held-out column."""
+    from histo.cli import main
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tcga_stad_omics_survival.yaml"
+    code = main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet",
+                 "--set", "stages.train.params.splits.pattern=splits_0.csv",
+                 "--set", "stages.train.params.training.epochs=4"])  # fmt: skip
+    assert code == 0
+    stage = tmp_path / "run" / "stages" / "train"
+    record = read_json(stage / "folds" / "0" / "metrics.json")
+    assert record["n_val"] == 0 and record["selection"]["members"] == 5
+    assert read_json(stage / "folds" / "0" / "model.json")["members"] == 5
+    published = pd.read_csv(shared_data / "omics" / "tcga_stad" / "splits" / "splits_0.csv", dtype=str)
+    held_out = set(published["val"].dropna())
+    predictions = pd.read_csv(stage / "predictions.csv", dtype={"patient_id": str})
+    assert set(predictions["patient_id"]) <= held_out and len(predictions) >= len(held_out) - 1
+    inner = read_json(stage / "folds" / "0" / "selection.json")["inner"]
+    assert sum(i["n_val"] for i in inner) == record["n_train"]  # every training patient validated once
