@@ -189,3 +189,12 @@ def test_shipped_tcga_stad_recipe_averages_inner_cv_models(shared_data: Path, tm
     assert set(predictions["patient_id"]) <= held_out and len(predictions) >= len(held_out) - 1
     inner = read_json(stage / "folds" / "0" / "selection.json")["inner"]
     assert sum(i["n_val"] for i in inner) == record["n_train"]  # every training patient validated once
+
+
+def test_an_ensemble_cannot_be_a_teacher(tmp_path: Path) -> None:
+    from histo.errors import HistoError
+    from histo.plugins.stages.train import _single_teacher
+
+    _single_teacher(tmp_path / "teacher", {"members": 1})
+    with pytest.raises(HistoError, match=r"average of 5 models.*final: refit"):
+        _single_teacher(tmp_path / "teacher", {"members": 5})

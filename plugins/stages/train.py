@@ -128,9 +128,10 @@ class TrainStage(Stage[TrainConfig]):
                 frames.append(pd.read_csv(fold_dir / "test_predictions.csv"))
                 continue
             fold_dir.mkdir(parents=True, exist_ok=True)
-            teacher = (
-                load_model(teacher_dir / "folds" / str(fold.index), ctx.device)[0] if teacher_dir else None
-            )
+            teacher = None
+            if teacher_dir is not None:
+                teacher, card = load_model(teacher_dir / "folds" / str(fold.index), ctx.device)
+                _single_teacher(teacher_dir, card)
             setup = FoldSetup(
                 inputs, task, config.model, loop, omics_config and omics_config.preprocess,
                 split_config, coordinator=coordinator, teacher=teacher, distiller=distiller,
@@ -209,6 +210,19 @@ def _rebase(model: Any, base: Path) -> Any:
         update = {k: v for k, v in update.items() if k not in ("features", "teacher", "data_from")}
         return model.model_copy(update=update)
     return model
+
+
+def _single_teacher(teacher_dir: Path, card: dict[str, Any]) -> None:
+    """Distillers match the student to the teacher's embeddings, and the embeddings of separately
+    trained models live in different spaces: an average of them is no teacher."""
+    members = int(card.get("members", 1))
+    if members > 1:
+        raise HistoError(
+            f"the teacher {teacher_dir.name!r} saved an average of {members} models per fold (training."
+            "selection.final: ensemble, the default for small cohorts); their embeddings cannot be "
+            "averaged for distillation. Give the teacher stage `training.selection: {final: refit}` "
+            "(or `protocol: holdout`) so that each fold keeps one model"
+        )
 
 
 def _same_splits(a: Path, b: Path) -> None:

@@ -226,6 +226,8 @@ def fit(
     stale = 0 if result.best_epoch < 0 else (start_epoch - 1 - result.best_epoch)
     validating = val is not None and len(val) > 0
     end = loop.epochs if stop_after is None else min(stop_after, loop.epochs)
+    if validating and loop.early_stopping.patience and stale >= loop.early_stopping.patience:
+        end = start_epoch  # resumed after it had already stopped early: nothing left to train
     for epoch in range(start_epoch, end):
         began = time.monotonic()
         train.rng = np.random.default_rng([seed, epoch])  # patch sampling repeats exactly on resume
