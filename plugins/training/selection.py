@@ -200,10 +200,12 @@ def run_fold(setup: FoldSetup, fold: Fold, fold_dir: Path, ctx: StageContext) ->
                 members.append(model)
                 history = result.history if s == 0 else history
             best_epoch: int | None = epoch
-            selected_on = f"mean val_{metric} of {len(pairs)} {selection.protocol} splits, refit"
+            selected_on = (f"the mean val_{metric} of {len(pairs)} {selection.protocol} splits of its "
+                           "training part, then a refit on the whole training part")  # fmt: skip
         else:
             best_epoch = None
-            selected_on = f"val_{metric} of each of {len(members)} {selection.protocol} models, averaged"
+            selected_on = (f"val_{metric} of {len(members)} {selection.protocol} models, each on its own "
+                           "validation part of the training part, their outputs averaged")  # fmt: skip
         record["members"] = len(members)
 
     final = members[0] if len(members) == 1 else Ensemble(members)
