@@ -173,13 +173,12 @@ def run_fold(setup: FoldSetup, fold: Fold, fold_dir: Path, ctx: StageContext) ->
         part = sorted(fold.train + fold.val)
         pairs = inner_splits(part, setup, selection, base_seed)
         refit = selection.final == "refit"
-        inner_loop = setup.loop
         inner: list[dict[str, Any]] = []
         curves = []
         for i, (train, val) in enumerate(pairs):
             data = _prepare(setup, Fold(fold.index, train, val, fold.test), ctx.seed, fit_on=part)
             for s in range(selection.seeds):
-                model, result = _fit_one(setup, data, inner_loop, work / f"inner{i}-seed{s}",
+                model, result = _fit_one(setup, data, setup.loop, work / f"inner{i}-seed{s}",
                                          _member_seed(base_seed, i + 1, s), ctx)  # fmt: skip
                 curves.append(_curve(result))
                 inner.append({"split": i, "seed": s, "n_train": len(train), "n_val": len(val),
