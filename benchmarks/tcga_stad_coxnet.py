@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import sys
@@ -50,7 +51,7 @@ class FoldResult:
     genes: int
     deep_test: float
     deep_val: float  # the validation C-index at the epoch the deep model selected
-    deep_best_epoch: int
+    deep_best_epoch: int  # -1: an average of models stopped at different epochs
     coxnet_test: float  # alpha chosen on validation
     coxnet_val: float
     coxnet_alpha: float
@@ -167,9 +168,8 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
         if sorted(deep.index) != sorted(split["test"]):
             raise HistoError(f"{path}: the deep model's test patients differ from the split's test column")
         record = json.loads((stage_dir / "folds" / str(k) / "metrics.json").read_text())
-        history = json.loads((stage_dir / "folds" / str(k) / "history.json").read_text())
         best = record["best_epoch"]
-        deep_val = next(float(h["val_c_index"]) for h in history if h["epoch"] == best)
+        deep_val = deep_validation(stage_dir / "folds" / str(k), record)
 
         pipeline = OmicsPipeline(config.omics.preprocess).fit(omics, split["train"])
         x = {part: design(pipeline, omics, ids) for part, ids in split.items()}
@@ -178,14 +178,20 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
         y_train = Surv.from_arrays(e["train"].astype(bool), t["train"])
         model = fit_coxnet(x["train"].to_numpy(), y_train, l1_ratio)
         alphas = np.asarray(model.alphas_)
-        val_scores = path_scores(model, x["val"].to_numpy(), t["val"], e["val"])
-        j = pick(val_scores)
+        # without validation patients (the run selected by inner splits) only the inner-CV alpha exists
+        val_scores = (
+            path_scores(model, x["val"].to_numpy(), t["val"], e["val"])
+            if split["val"] else np.full(len(alphas), np.nan)
+        )  # fmt: skip
+        j = pick(val_scores) if split["val"] else -1
         test_risk = x["test"].to_numpy() @ model.coef_
         j_cv = inner_cv_alpha(x["train"].to_numpy(), t["train"], e["train"], alphas, l1_ratio, seed + k)
 
         deep_risk = deep.loc[split["test"], "risk"].to_numpy()
         notes = []
-        if j == 0 or j == len(alphas) - 1:
+        if not split["val"]:
+            notes.append("no validation patients: no alpha chosen on validation")
+        elif j == 0 or j == len(alphas) - 1:
             notes.append(f"validation picked the {'strongest' if j == 0 else 'weakest'} alpha of the path")
         results.append(
             FoldResult(
@@ -193,10 +199,10 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
                 n_train=len(split["train"]), n_val=len(split["val"]), n_test=len(split["test"]),
                 test_events=int(e["test"].sum()), genes=x["train"].shape[1],
                 deep_test=c_index(deep_risk, t["test"], e["test"]),
-                deep_val=deep_val, deep_best_epoch=int(best),
-                coxnet_test=c_index(test_risk[:, j], t["test"], e["test"]),
-                coxnet_val=float(val_scores[j]), coxnet_alpha=float(alphas[j]),
-                coxnet_nonzero=int(np.count_nonzero(model.coef_[:, j])),
+                deep_val=deep_val, deep_best_epoch=-1 if best is None else int(best),
+                coxnet_test=c_index(test_risk[:, j], t["test"], e["test"]) if j >= 0 else math.nan,
+                coxnet_val=float(val_scores[j]), coxnet_alpha=float(alphas[j]) if j >= 0 else math.nan,
+                coxnet_nonzero=int(np.count_nonzero(model.coef_[:, j])) if j >= 0 else -1,
                 coxnet_cv_test=c_index(test_risk[:, j_cv], t["test"], e["test"]),
                 coxnet_cv_alpha=float(alphas[j_cv]),
                 coxnet_cv_nonzero=int(np.count_nonzero(model.coef_[:, j_cv])),
@@ -206,8 +212,40 @@ def evaluate(config: Any, stage_dir: Path, l1_ratio: float, seed: int) -> list[F
     return results
 
 
+def deep_validation(fold_dir: Path, record: dict[str, Any]) -> float:
+    """The validation C-index the deep model was selected on: at its best epoch (holdout), or the mean
+    inner validation curve at the chosen epoch (inner CV / repeated splits)."""
+    selection = record.get("selection") or {}
+    if selection.get("protocol", "holdout") != "holdout":
+        score = selection.get("score")
+        return float(score) if score is not None else math.nan
+    if record.get("best_epoch") is None:  # seeds averaged, each at its own epoch
+        return math.nan
+    history = json.loads((fold_dir / "history.json").read_text())
+    return next(float(h["val_c_index"]) for h in history if h["epoch"] == record["best_epoch"])
+
+
+def paired_test(deep: list[float], other: list[float]) -> dict[str, float] | None:
+    """Paired t-test and Wilcoxon signed-rank test of deep - other across folds (scipy); None when the
+    other model has no value on some fold."""
+    from scipy.stats import ttest_rel, wilcoxon
+
+    a, b = np.asarray(deep, dtype=float), np.asarray(other, dtype=float)
+    if np.isnan(b).any() or len(a) < 2:
+        return None
+    diff = a - b
+    return {
+        "folds": len(diff), "diff_mean": float(diff.mean()), "diff_std": float(diff.std(ddof=1)),
+        "deep_ahead": int((diff > 0).sum()), "t_p": float(ttest_rel(a, b).pvalue),
+        "wilcoxon_p": float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0,
+    }  # fmt: skip
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=float)
+    if np.isnan(array).all():
+        return math.nan, math.nan
+    array = array[~np.isnan(array)]
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
 
 
@@ -243,11 +281,21 @@ def report(results: list[FoldResult], histo_seconds: float, coxnet_seconds: floa
     ratio = summary["deep"][0] / summary["coxnet"][0]
     ratio_cv = summary["deep"][0] / summary["coxnet_cv"][0]
     print(f"ratio deep / Coxnet: {ratio:.3f} (alpha on validation), {ratio_cv:.3f} (inner CV)")
+    tests = {}
+    for name, label in (("coxnet", "alpha on validation"), ("coxnet_cv", "alpha by inner CV")):
+        other = [getattr(r, columns[name]) for r in results]
+        tests[name] = paired_test([r.deep_test for r in results], other)
+        if tests[name]:
+            t = tests[name]
+            print(f"paired, deep - Coxnet ({label}): {t['diff_mean']:+.3f} ± {t['diff_std']:.3f} over "
+                  f"{t['folds']} folds, deep ahead in {t['deep_ahead']}; paired t p = {t['t_p']:.2f}, "
+                  f"Wilcoxon p = {t['wilcoxon_p']:.2f}")  # fmt: skip
     wall = "cached, not rerun" if np.isnan(histo_seconds) else f"{histo_seconds:.1f} s"
     print(f"wall time: histo recipe {wall}; Coxnet (both selections, 5 folds) {coxnet_seconds:.1f} s")
     return {
         "folds": [asdict(r) for r in results],
         "summary": {k: {"mean": m, "std": s} for k, (m, s) in summary.items()},
+        "paired_tests": tests,
         "ratio_deep_over_coxnet": ratio,
         "ratio_deep_over_coxnet_cv": ratio_cv,
         "seconds": {"histo": None if np.isnan(histo_seconds) else histo_seconds, "coxnet": coxnet_seconds},

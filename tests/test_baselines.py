@@ -310,7 +310,7 @@ STAGE = """\
       task: {{name: classification, params: {{column: diagnosis, classes: [a, b]}}}}
       model: {model}
       splits: {{folds: 2, stratify: label}}
-      training: {{epochs: 2, batch_size: 4}}
+      training: {{epochs: 2, batch_size: 4, selection: {{protocol: holdout}}}}
 """
 
 

@@ -123,7 +123,8 @@ stages:
       coordinator: confidence
       splits: &splits {{folds: 3, stratify: label}}
       training: &training
-        {{epochs: 10, batch_size: 8, optimizer: {{lr: 0.003}}, early_stopping: {{metric: loss}}}}
+        {{epochs: 10, batch_size: 8, optimizer: {{lr: 0.003}}, early_stopping: {{metric: loss}},
+         selection: {{protocol: holdout}}}}
   student:
     stage: train
     params: &student
@@ -145,7 +146,8 @@ stages:
     params:
       <<: *student
       init_from: student
-      training: {{epochs: 1, batch_size: 8, optimizer: {{lr: 1.0e-9, weight_decay: 0.0}}}}
+      training: {{epochs: 1, batch_size: 8, optimizer: {{lr: 1.0e-9, weight_decay: 0.0}},
+                 selection: {{protocol: holdout}}}}
 """
 
 

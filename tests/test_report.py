@@ -67,7 +67,7 @@ stages:
       task: {{name: classification, params: {{column: diagnosis, classes: [benign, tumour]}}}}
       model: {{slide_encoder: {{name: abmil, params: {{hidden: 8, attention_dim: 4}}}}}}
       splits: {{folds: 3, stratify: label}}
-      training: {{epochs: 2, batch_size: 4}}
+      training: {{epochs: 2, batch_size: 4, selection: {{protocol: holdout}}}}
   predict:
     stage: predict
     params: {{model: {run}/stages/train, features: {{stage: extract}}}}

@@ -71,7 +71,7 @@ stages:
       task: {{name: classification, params: {{column: diagnosis, classes: [benign, tumour]}}}}
       model: {{slide_encoder: mean}}
       splits: {{folds: 3, stratify: label}}
-      training: {{epochs: 2, batch_size: 4}}
+      training: {{epochs: 2, batch_size: 4, selection: {{protocol: holdout}}}}
   report: {{stage: report, params: {{title: "Browser check"}}}}
 """
     )

@@ -43,7 +43,7 @@ stages:
       task: {{name: survival, params: {{bins: 4}}}}
       model: {{omics_encoder: {{name: snn, params: {{output_dim: 32}}}}}}
       splits: {{files: {data}/omics/tcga_stad/splits, stratify: event}}
-      training: {{epochs: 2, batch_size: 64}}
+      training: {{epochs: 2, batch_size: 64, selection: {{protocol: holdout}}}}
 """
 
 
@@ -123,7 +123,7 @@ stages:
       task: {{name: classification, params: {{column: diagnosis, classes: [benign, tumour]}}}}
       model: {{slide_encoder: {{name: abmil, params: {{hidden: 16, attention_dim: 8}}}}}}
       splits: {{folds: 3, stratify: label}}
-      training: {{epochs: 6, batch_size: 4, optimizer: {{lr: 0.005}}}}
+      training: {{epochs: 6, batch_size: 4, optimizer: {{lr: 0.005}}, selection: {{protocol: holdout}}}}
 """
 
 
@@ -176,7 +176,7 @@ stages:
       task: {{name: classification, params: {{column: diagnosis, classes: [benign, tumour]}}}}
       model: {{slide_encoder: abmil, omics_encoder: snn, fusion: concat}}
       splits: {{folds: 3, stratify: label}}
-      training: {{epochs: 3, batch_size: 4}}
+      training: {{epochs: 3, batch_size: 4, selection: {{protocol: holdout}}}}
 """
     if not _has("distillers", "logit_kd"):
         assert run(tmp_path, teacher) == 0
@@ -193,7 +193,7 @@ stages:
       model: {{slide_encoder: mean}}
       teacher: teacher
       distiller: logit_kd
-      training: {{epochs: 2, batch_size: 4}}
+      training: {{epochs: 2, batch_size: 4, selection: {{protocol: holdout}}}}
 """
     )
     assert run(tmp_path, student) == 0
@@ -357,7 +357,7 @@ stages:
         fusion: {{name: dmf, params: {{dim: 8, omics_hidden: [8],
                   attention: {{heads: 1, head_dim: 8, offset_groups: 1, offset_map_size: 4}}}}}}
       splits: {{folds: 2, val_fraction: 0.25}}
-      training: {{epochs: 1, batch_size: 4}}
+      training: {{epochs: 1, batch_size: 4, selection: {{protocol: holdout}}}}
 """
     assert run(tmp_path, recipe) == 0
     maps = read_weight_maps(tmp_path / "run" / "stages" / "train" / "attention" / "S00-0.npz")
@@ -388,7 +388,7 @@ stages:
       task: {{name: survival, params: {{bins: 3}}}}
       model: {{slide_encoder: {{name: abmil, params: {{hidden: 16, attention_dim: 8}}}}}}
       splits: {{folds: 3, stratify: event}}
-      training: {{epochs: 4, batch_size: 4, optimizer: {{lr: 0.005}}}}
+      training: {{epochs: 4, batch_size: 4, optimizer: {{lr: 0.005}}, selection: {{protocol: holdout}}}}
   predict:
     stage: predict
     params: {{model_stage: train, features: {{folder: {new_bags}}}}}

@@ -8,6 +8,8 @@ patients only. Writes, in its folder:
     cohort_report.json     patients, slides, classes/events, who lacks which modality, exclusions
     splits/splits_<k>.csv  the patient splits used (train, val, test)
     folds/<k>/             best.pt, last.pt, model.json, history.json, test_predictions.csv, metrics.json
+                           (+ selection.json with the inner curves, unless `training.selection` is the
+                           plain holdout; best.pt then may hold an ensemble)
     attention/<slide>.npz  each test patient's patch attention from its fold's model (WSI models)
     predictions.csv        out-of-fold predictions of every patient
     metrics.json           test metrics per fold, with mean and std over folds
@@ -27,7 +29,7 @@ from histo.errors import HistoError
 from histo.interfaces import Stage, StageContext
 from histo.io import write_json_atomic
 from histo.plugins.cohort import CohortConfig, OmicsConfig, SplitConfig
-from histo.plugins.training.config import LoopConfig, ModelConfig
+from histo.plugins.training.config import LoopConfig, ModelConfig, resolve_selection
 from histo.plugins.training.inputs import FeaturesConfig
 from histo.recipe import DistillerRef, GradientCoordinatorRef, StageRef, TaskRef
 
@@ -70,7 +72,7 @@ class TrainConfig(BaseModel):
 
 
 class TrainStage(Stage[TrainConfig]):
-    version = "1"
+    version = "2"  # 2: training.selection (best.pt may hold an ensemble; best_epoch may be null)
 
     def check_inputs(self) -> list[tuple[tuple[str | int, ...], str]]:
         from histo.plugins.training.preflight import check_train_inputs
@@ -81,9 +83,10 @@ class TrainStage(Stage[TrainConfig]):
         import pandas as pd
 
         from histo.plugins.cohort import export_splits, make_splits, splits_summary
-        from histo.plugins.training.folds import load_model, prepare_fold, train_fold
+        from histo.plugins.training.folds import load_model
         from histo.plugins.training.inputs import load_inputs
         from histo.plugins.training.outputs import plots, prediction_frame, write_csv, write_metrics
+        from histo.plugins.training.selection import FoldSetup, clean_members, run_fold
 
         config = self.config
         if (config.teacher is None) != (config.distiller is None):
@@ -110,6 +113,9 @@ class TrainStage(Stage[TrainConfig]):
             split_config = split_config.model_copy(update={"files": reuse / "splits", "seed": None})
             if teacher_dir is not None and init_dir is not None:
                 _same_splits(teacher_dir, init_dir)
+        loop = resolve_selection(config.training, len(inputs.labels))
+        if loop.selection.protocol != "holdout":  # validation comes from inner splits instead
+            split_config = split_config.model_copy(update={"val_fraction": 0.0})
         folds = make_splits(inputs.labels, split_config, inputs.label_column, seed=ctx.seed)
         if ctx.is_main:
             export_splits(folds, ctx.out_dir / "splits")
@@ -127,32 +133,34 @@ class TrainStage(Stage[TrainConfig]):
                 frames.append(pd.read_csv(fold_dir / "test_predictions.csv"))
                 continue
             fold_dir.mkdir(parents=True, exist_ok=True)
-            data = prepare_fold(fold, inputs, task, config.training, omics_config and omics_config.preprocess,
-                                seed=ctx.seed)  # fmt: skip
-            teacher = (
-                load_model(teacher_dir / "folds" / str(fold.index), ctx.device)[0] if teacher_dir else None
-            )
-            result, test, metrics = train_fold(
-                fold, data, task, config.model, config.training, fold_dir, ctx,
-                coordinator=coordinator, teacher=teacher, distiller=distiller,
+            teacher = None
+            if teacher_dir is not None:
+                teacher, card = load_model(teacher_dir / "folds" / str(fold.index), ctx.device)
+                _single_teacher(teacher_dir, card)
+            setup = FoldSetup(
+                inputs, task, config.model, loop, omics_config and omics_config.preprocess,
+                split_config, coordinator=coordinator, teacher=teacher, distiller=distiller,
                 init=init_dir / "folds" / str(fold.index) / "best.pt" if init_dir else None,
             )  # fmt: skip
+            outcome = run_fold(setup, fold, fold_dir, ctx)
+            test, metrics = outcome.test, outcome.metrics
             frame = prediction_frame(task, test.patient_ids, test.logits, test.targets, fold.index)
             if "risk" in frame and test.extras.get("train_median_risk") is not None:
                 frame["risk_centred"] = frame["risk"] - test.extras["train_median_risk"]
             record = {
                 "fold": fold.index,
                 "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
-                "best_epoch": result.best_epoch, "selected_on": f"val_{result.metric}",
-                "test": metrics, "notes": list(getattr(task, "notes", [])),
+                "best_epoch": outcome.best_epoch, "selected_on": outcome.selected_on,
+                "selection": outcome.selection, "test": metrics, "notes": list(getattr(task, "notes", [])),
                 "train_median_risk": test.extras.get("train_median_risk"),
             }  # fmt: skip
             if ctx.is_main:
                 if config.attention_maps and _random_access(inputs.features):
-                    _write_attention(fold_dir, data.test, ctx)
-                write_json_atomic(fold_dir / "history.json", result.history)
+                    _write_attention(fold_dir, outcome.data.test, ctx)
+                write_json_atomic(fold_dir / "history.json", outcome.history)
                 write_csv(frame, fold_dir / "test_predictions.csv")
                 write_json_atomic(done, record)  # last: its presence means the fold is complete
+                clean_members(fold_dir)
             ctx.log.info("%s fold %d: %s", ctx.stage_id, fold.index, _brief(metrics))
             per_fold.append(record)
             frames.append(frame)
@@ -207,6 +215,19 @@ def _rebase(model: Any, base: Path) -> Any:
         update = {k: v for k, v in update.items() if k not in ("features", "teacher", "data_from")}
         return model.model_copy(update=update)
     return model
+
+
+def _single_teacher(teacher_dir: Path, card: dict[str, Any]) -> None:
+    """Distillers match the student to the teacher's embeddings, and the embeddings of separately
+    trained models live in different spaces: an average of them is no teacher."""
+    members = int(card.get("members", 1))
+    if members > 1:
+        raise HistoError(
+            f"the teacher {teacher_dir.name!r} saved an average of {members} models per fold (training."
+            "selection.final: ensemble, the default for small cohorts); their embeddings cannot be "
+            "averaged for distillation. Give the teacher stage `training.selection: {final: refit}` "
+            "(or `protocol: holdout`) so that each fold keeps one model"
+        )
 
 
 def _same_splits(a: Path, b: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from histo.blocks import omics_vector
@@ -40,7 +41,36 @@ class Predictor(nn.Module):
         return out
 
 
-def build_model(config: ModelConfig, dims: ModelDims) -> Predictor:
+class Ensemble(nn.Module):
+    """Several trained models of the same architecture (seeds, inner-fold models) used as one: every
+    floating-point output (logits, embeddings, attention, nested dicts of them) is the members' mean;
+    anything else comes from the first member. Averaging logits keeps the task's `predict`/`evaluate`
+    unchanged (for a Cox head it averages log-hazards)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.output_dim = getattr(members[0], "output_dim", None)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return dict(_average([member(batch) for member in self.members]))
+
+
+def _average(values: list[Any]) -> Any:
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        same = all(isinstance(v, torch.Tensor) and v.shape == first.shape for v in values)
+        return torch.stack(values).mean(dim=0) if same and first.is_floating_point() else first
+    if isinstance(first, dict) and all(isinstance(v, dict) for v in values):
+        shared = [k for k in first if all(k in v for v in values)]
+        return {k: _average([v[k] for v in values]) if k in shared else first[k] for k in first}
+    return first
+
+
+def build_model(config: ModelConfig, dims: ModelDims, members: int = 1) -> nn.Module:
+    """The recipe's model; with `members` > 1 an `Ensemble` of that many (weights loaded afterwards)."""
+    if members > 1:
+        return Ensemble([build_model(config, dims) for _ in range(members)])
     slide = config.slide_encoder.build() if config.slide_encoder else None
     omics = config.omics_encoder.build() if config.omics_encoder else None
     if config.fusion is not None:

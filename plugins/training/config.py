@@ -47,6 +47,44 @@ class EarlyStoppingConfig(_Config):
     )
 
 
+class SelectionConfig(_Config):
+    """How each outer fold picks its epoch and which model(s) it keeps. The test fold is never used:
+    every protocol works inside the fold's training part (docs/tasks.md, "Model selection")."""
+
+    protocol: Literal["auto", "holdout", "inner_cv", "repeated"] = Field(
+        "auto",
+        description="`holdout`: one validation carve-out (`splits.val_fraction`), early stopping on it. "
+        "`inner_cv`: K-fold CV inside the fold's training part; `repeated`: K random validation "
+        "carve-outs of `val_fraction` (both stratified and grouped like the folds). `auto`: `inner_cv` "
+        "for a cohort of fewer than `small_cohort` usable patients, else `holdout`",
+    )
+    small_cohort: int = Field(
+        500, ge=0, description="with `auto`: cohorts with fewer usable patients than this use `inner_cv`"
+    )
+    folds: int = Field(5, ge=2, description="inner folds (inner_cv) or validation carve-outs (repeated)")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="validation share of each carve-out (repeated)")
+    final: Literal["refit", "ensemble"] = Field(
+        "ensemble",
+        description="inner_cv / repeated only. `refit`: the epoch with the best mean validation curve of "
+        "the inner models (over the epochs all of them reached before their early stopping), then the "
+        "model retrained on the whole training part for that many epochs (fixed-epoch mode). "
+        "`ensemble`: keep the inner models, each early-stopped on its own validation part, and average "
+        "their outputs",
+    )
+    seeds: int = Field(
+        1, ge=1, description="train this many models with different seeds and average their outputs"
+    )
+
+
+def resolve_selection(loop: LoopConfig, patients: int) -> LoopConfig:
+    """`loop` with `selection.protocol: auto` replaced by what it means for a cohort of `patients`."""
+    selection = loop.selection
+    if selection.protocol != "auto":
+        return loop
+    protocol = "inner_cv" if patients < selection.small_cohort else "holdout"
+    return loop.model_copy(update={"selection": selection.model_copy(update={"protocol": protocol})})
+
+
 class LoopConfig(_Config):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(8, ge=1, le=65536)
@@ -57,3 +95,7 @@ class LoopConfig(_Config):
     num_workers: int = Field(0, ge=0, description="DataLoader workers (bags are small in memory: 0 is fine)")
     optimizer: OptimConfig = OptimConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig,
+        description="epoch selection protocol (holdout, inner CV, repeated splits), refit or ensemble, seeds",
+    )

@@ -44,13 +44,18 @@ def prepare_fold(
     omics_preprocess: Any,
     seed: int,
     num_outputs: int | None = None,
+    fit_on: list[str] | None = None,
 ) -> FoldData:
+    """`fit_on`: the patients the task (bins, class weights) and the omics transforms are fitted on;
+    default the fold's training part. Inner selection splits pass the outer training part, so that all
+    their models share one input space and can be averaged."""
     labels = inputs.labels
-    task.fit(labels.loc[fold.train])
+    fit_on = fold.train if fit_on is None else fit_on
+    task.fit(labels.loc[fit_on])
     omics_groups: dict[str, list[str]] = {}
     parts: dict[str, dict[str, np.ndarray]] = {"train": {}, "val": {}, "test": {}}
     if inputs.omics is not None:
-        pipeline = OmicsPipeline(omics_preprocess).fit(inputs.omics, fold.train)
+        pipeline = OmicsPipeline(omics_preprocess).fit(inputs.omics, fit_on)
         omics_groups = dict(pipeline.groups_ or {})
         for name, ids in (("train", fold.train), ("val", fold.val), ("test", fold.test)):
             parts[name] = pipeline.transform(inputs.omics, ids)
@@ -84,12 +89,14 @@ def prepare_fold(
 
 
 def save_model_card(
-    path: Path, model: ModelConfig, dims: ModelDims, omics_groups: dict[str, list[str]]
+    path: Path, model: ModelConfig, dims: ModelDims, omics_groups: dict[str, list[str]], members: int = 1
 ) -> None:
-    """What rebuilding the model needs besides its weights (best.pt beside it)."""
+    """What rebuilding the model needs besides its weights (best.pt beside it); `members` > 1: best.pt
+    holds an ensemble of that many models whose outputs are averaged."""
     write_json_atomic(
         path,
         {
+            "members": members,
             "model": model.model_dump(mode="json"),
             "dims": {
                 "feature_dim": dims.feature_dim, "omics_groups": dict(dims.omics_groups),
@@ -108,7 +115,7 @@ def load_model(fold_dir: Path, device: torch.device | str = "cpu") -> tuple[nn.M
     config = resolve_config(ModelConfig, card["model"], label=str(fold_dir / "model.json"))
     d = card["dims"]
     dims = ModelDims(d["feature_dim"], d["omics_groups"], d["num_outputs"], tuple(d["magnifications"]))
-    model = build_model(config, dims)
+    model = build_model(config, dims, int(card.get("members", 1)))
     state = torch.load(fold_dir / "best.pt", map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), card
@@ -135,6 +142,11 @@ def train_fold(
         from histo.errors import HistoError
 
         state = torch.load(init, map_location="cpu", weights_only=True)["model"]
+        if any(key.startswith("members.") for key in state):
+            raise HistoError(
+                f"cannot start from {init}: it holds an ensemble of models; train the stage it comes from "
+                "with `training.selection: {final: refit, seeds: 1}` to get a single model to start from"
+            )
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
@@ -149,6 +161,15 @@ def train_fold(
         coordinator=coordinator, teacher=teacher, distiller=distiller,
         rank=ctx.rank, world_size=ctx.world_size,
     )  # fmt: skip
+    test, metrics = evaluate_fold(model, data, task, loop, device)
+    return result, test, metrics
+
+
+def evaluate_fold(
+    model: nn.Module, data: FoldData, task: Any, loop: LoopConfig, device: torch.device
+) -> tuple[Predictions, dict[str, float]]:
+    """The fold's test predictions and metrics; the training part is predicted too, as the reference
+    of the survival metrics and of the risk groups (its median risk lands in `extras`)."""
     test = predict(model, data.test, loop.batch_size, device)
     data.train.sample = False  # the training reference is predicted like any evaluation set
     if isinstance(data.train, PatientStream):  # every patient once, in shard order, on every rank
@@ -161,4 +182,4 @@ def train_fold(
     # the training median risk, for risk groups that this fold's model would draw
     risk = task.predict(train_ref.logits).get("risk")
     test.extras["train_median_risk"] = float(np.median(risk)) if risk is not None else None
-    return result, test, metrics
+    return test, metrics

@@ -167,7 +167,7 @@ def fit(
     model: nn.Module,
     task: Any,
     train: Items,
-    val: Items,
+    val: Items | None,
     loop: LoopConfig,
     out_dir: Path,
     *,
@@ -179,6 +179,7 @@ def fit(
     distiller: Any = None,
     rank: int = 0,
     world_size: int = 1,
+    stop_after: int | None = None,
 ) -> FitResult:
     """Train, select the epoch with the best validation metric, leave best.pt and last.pt in out_dir.
 
@@ -187,6 +188,11 @@ def fit(
 
     With `teacher` and `distiller`, the frozen teacher's outputs on the same batch feed the distillation
     loss, which is added to the task loss.
+
+    Without validation patients (`val` None or empty: a refit on a whole training part) nothing is
+    selected: the last epoch is kept. `stop_after` ends training after that many epochs while the
+    learning-rate schedule still spans `loop.epochs`, so a refit follows the same trajectory as the
+    inner models whose curves chose the epoch count.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -218,7 +224,11 @@ def fit(
     if world_size > 1:
         trained = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     stale = 0 if result.best_epoch < 0 else (start_epoch - 1 - result.best_epoch)
-    for epoch in range(start_epoch, loop.epochs):
+    validating = val is not None and len(val) > 0
+    end = loop.epochs if stop_after is None else min(stop_after, loop.epochs)
+    if validating and loop.early_stopping.patience and stale >= loop.early_stopping.patience:
+        end = start_epoch  # resumed after it had already stopped early: nothing left to train
+    for epoch in range(start_epoch, end):
         began = time.monotonic()
         train.rng = np.random.default_rng([seed, epoch])  # patch sampling repeats exactly on resume
         generator = torch.Generator().manual_seed(seed * 1009 + epoch)
@@ -262,16 +272,22 @@ def fit(
             _update(trained, model, optimizer, loop, coordinator, out, batch["target"])
         schedule.step()
 
-        val_pred = predict(model, val, loop.batch_size, device)
-        val_metrics = validation_metrics(task, val_pred, metric)
-        with torch.no_grad():
-            val_metrics["loss"] = float(
-                task.loss(torch.from_numpy(val_pred.logits), torch.from_numpy(val_pred.targets))
-            )
+        val_metrics: dict[str, float] = {}
+        if validating:
+            assert val is not None
+            val_pred = predict(model, val, loop.batch_size, device)
+            val_metrics = validation_metrics(task, val_pred, metric)
+            with torch.no_grad():
+                val_metrics["loss"] = float(
+                    task.loss(torch.from_numpy(val_pred.logits), torch.from_numpy(val_pred.targets))
+                )
         score = _score(val_metrics, metric, mode)
         later = loop.early_stopping.ties == "later"  # small validation sets tie often (AUC on 10 patients)
         improved = (
-            score > result.best_score or (later and score == result.best_score) or result.best_epoch < 0
+            not validating
+            or score > result.best_score
+            or (later and score == result.best_score)
+            or result.best_epoch < 0
         )
         if improved:
             result.best_epoch, result.best_score = epoch, score
@@ -316,7 +332,7 @@ def fit(
             import torch.distributed as dist
 
             dist.barrier()
-        if loop.early_stopping.patience and stale >= loop.early_stopping.patience:
+        if validating and loop.early_stopping.patience and stale >= loop.early_stopping.patience:
             log.info("early stopping: no better validation %s for %d epochs", metric, stale)
             break
 
