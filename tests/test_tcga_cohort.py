@@ -374,7 +374,8 @@ def test_shipped_recipe_builds_and_trains_on_tcga_stad(shared_data: Path, tmp_pa
     recipe.write_text(text)
     out = tmp_path / "run"
     code = main(
-        ["run", str(recipe), "--out", str(out), "--quiet", "--set", "stages.train.params.training.epochs=2"]
+        ["run", str(recipe), "--out", str(out), "--quiet", "--set", "stages.train.params.training.epochs=2",
+         "--set", "stages.train.params.training.selection.protocol=holdout"],
     )
     assert code == 0
     stage = out / "stages" / "cohort"
@@ -460,7 +461,7 @@ stages:
       task: {{name: survival, params: {{loss: cox}}}}
       model: {{slide_encoder: mean}}
       splits: {{folds: 2, stratify: event}}
-      training: {{epochs: 1, batch_size: 8}}
+      training: {{epochs: 1, batch_size: 8, selection: {{protocol: holdout}}}}
 """
 
 

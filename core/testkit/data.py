@@ -195,7 +195,9 @@ class TinyCohort:
             f"      task: {task or default}",
             f"      model: {model}",
             f"      splits: {{folds: {folds}, stratify: label}}",
-            f"      training: {{epochs: {epochs}, batch_size: {batch_size}}}",
+            # one validation carve-out: a contract smoke run, not a model choice (docs/tasks.md)
+            f"      training: {{epochs: {epochs}, batch_size: {batch_size},"
+            " selection: {protocol: holdout}}",
         ]
         return "\n".join(lines) + "\n"
 
