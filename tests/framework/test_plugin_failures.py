@@ -215,7 +215,7 @@ def test_a_full_disk_exits_1_saying_what_to_do(
     recipe.write_text("stages:\n  a:\n    stage: fill_disk\n")
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 1
     out = capsys.readouterr().out
-    assert "No space left on device" in out and "big.h5" in out and "free disk space" in out
+    assert "no space left" in out.lower() and "big.h5" in out and "--out" in out
     assert read_json(tmp_path / "run" / "summary.json")["stages"][0]["error_kind"] == "environment"
 
 
