@@ -3,6 +3,7 @@
 from .loader import load_recipe, parse_overrides, resolve_config
 from .model import Recipe, StageEntry
 from .refs import (
+    ClassicalModelRef,
     ComponentRef,
     DistillerRef,
     FeatureExtractorRef,
@@ -19,6 +20,7 @@ from .refs import (
 )
 
 __all__ = [
+    "ClassicalModelRef",
     "ComponentRef",
     "DistillerRef",
     "FeatureExtractorRef",
