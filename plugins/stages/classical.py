@@ -70,6 +70,13 @@ class ClassicalConfig(BaseModel):
         "also the validation patients, which the deep models only select epochs on",
     )
     bootstrap: int = Field(1000, ge=0, description="resamples of the pooled out-of-fold CI (0: none)")
+    blas_threads: int | None = Field(
+        1,
+        ge=1,
+        description="BLAS/OpenMP threads while fitting (null: the library default). A cohort's matrices are "
+        "small, so one thread is fastest and leaves the cores to other work; several threads on busy "
+        "cores slowed a PCA of 176 x 1,576 expression values from 0.07 s to 1.8 s",
+    )
 
 
 class ClassicalStage(Stage[ClassicalConfig]):
@@ -127,11 +134,12 @@ class ClassicalStage(Stage[ClassicalConfig]):
             from histo.plugins.classical.fold import fit_fold
 
             fit_ids = fold.train + (fold.val if config.fit_on == "train_val" else [])
-            result = fit_fold(
-                config.model.build(), task, kind, inputs.labels, fit_ids, fold.test, fold.index,
-                omics=omics, preprocess=preprocess, pooled=pooled, inner_folds=config.inner_cv.folds,
-                inner_seed=inner_seed + fold.index, seed=ctx.seed * 100 + fold.index,
-            )  # fmt: skip
+            with _threads(config.blas_threads):
+                result = fit_fold(
+                    config.model.build(), task, kind, inputs.labels, fit_ids, fold.test, fold.index,
+                    omics=omics, preprocess=preprocess, pooled=pooled, inner_folds=config.inner_cv.folds,
+                    inner_seed=inner_seed + fold.index, seed=ctx.seed * 100 + fold.index,
+                )  # fmt: skip
             record = {
                 "fold": fold.index, "n_train": len(fit_ids), "n_val": len(fold.val) if config.fit_on == "train" else 0,
                 "n_test": len(fold.test), "best_epoch": None, "selected_on": result.selection["selected_on"],
@@ -192,6 +200,15 @@ class ClassicalStage(Stage[ClassicalConfig]):
         update = {"cohort": base.cohort, "omics": base.omics, "features": features, "task": base.task}
         resolved = config.model_copy(update=update)
         return resolved, SplitConfig(files=like_dir / "splits", seed=None)
+
+
+def _threads(limit: int | None) -> Any:
+    """A context limiting BLAS/OpenMP threads (threadpoolctl), or doing nothing."""
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limit) if limit is not None else contextlib.nullcontext()
 
 
 def task_kind(task: Any) -> str:
