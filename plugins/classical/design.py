@@ -16,7 +16,9 @@ from histo.errors import HistoError
 from histo.plugins.cohort import OmicsPipeline
 
 
-def pooled_slide_features(features: Any, slides: dict[str, list[str]], patients: Sequence[str]) -> pd.DataFrame:
+def pooled_slide_features(
+    features: Any, slides: dict[str, list[str]], patients: Sequence[str]
+) -> pd.DataFrame:
     """Patient -> mean patch feature per magnification, concatenated (`<mag>_<i>` columns)."""
     from histo.plugins.training.bags import SlideFeatures
 
@@ -63,7 +65,10 @@ def fold_design(
         for name, ids in parts.items():
             groups = pipeline.transform(omics, ids)
             frame = pd.concat(
-                [pd.DataFrame(groups[g], index=ids, columns=cols) for g, cols in (pipeline.groups_ or {}).items()],
+                [
+                    pd.DataFrame(groups[g], index=ids, columns=cols)
+                    for g, cols in (pipeline.groups_ or {}).items()
+                ],
                 axis=1,
             )
             blocks[name].append(frame.loc[:, ~frame.columns.duplicated()][genes].to_numpy(np.float64))

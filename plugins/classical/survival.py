@@ -53,7 +53,7 @@ class Coxnet:
             j = pick(means)
             tried.append((float(means[j]), l1_ratio, float(alphas[j]), full.coef_[:, j], means))
         best = pick(np.array([t[0] for t in tried]))
-        mean, l1_ratio, alpha, coef, _ = tried[best]
+        _, l1_ratio, alpha, coef, _ = tried[best]
         self.coef_ = np.asarray(coef, dtype=np.float64)
         return {
             "chosen": {"l1_ratio": l1_ratio, "alpha": alpha},

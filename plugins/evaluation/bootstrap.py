@@ -33,16 +33,27 @@ def harrell(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
     return float(concordant / total)
 
 
-def auc(probabilities: np.ndarray, target: np.ndarray) -> float:
-    """Binary AUC (second class) or macro one-vs-rest AUC; NaN when a class is absent."""
-    from sklearn.metrics import roc_auc_score
+def binary_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Mann-Whitney AUC with mid-ranks for ties (equal to scikit-learn's roc_auc_score, tested)."""
+    from scipy.stats import rankdata
 
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return NAN
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc(probabilities: np.ndarray, target: np.ndarray) -> float:
+    """Binary AUC (second class) or macro one-vs-rest AUC, as the tasks report it; NaN when a class is
+    absent."""
     k = probabilities.shape[1]
     if len(np.unique(target)) < k:
         return NAN
     if k == 2:
-        return float(roc_auc_score(target, probabilities[:, 1]))
-    return float(roc_auc_score(target, probabilities, multi_class="ovr", average="macro", labels=list(range(k))))
+        return binary_auc(probabilities[:, 1], target == 1)
+    return float(np.mean([binary_auc(probabilities[:, c], target == c) for c in range(k)]))
 
 
 def metric_function(predictions: pd.DataFrame) -> tuple[str, Callable[[np.ndarray], float]] | None:

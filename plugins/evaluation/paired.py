@@ -55,7 +55,9 @@ class PairTest:
     notes: list[str] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()
+        }
 
 
 def fold_tests(a: list[float], b: list[float]) -> tuple[float, float]:
@@ -77,6 +79,7 @@ def fold_tests(a: list[float], b: list[float]) -> tuple[float, float]:
 
 def same_test_patients(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """Whether both predictions hold the same patients in the same test folds."""
+
     def sets(frame: pd.DataFrame) -> dict[int, frozenset[str]]:
         return {int(k): frozenset(g["patient_id"].astype(str)) for k, g in frame.groupby("fold")}
 
@@ -139,7 +142,10 @@ def sentence(test: PairTest, a: str, b: str) -> str:
     label = "AUC" if test.metric == "auc" else label
     n = len(test.folds)
     if not test.same_folds:
-        return f"{a} and {b} were not tested on the same folds and patients, so they cannot be compared pairwise."
+        return (
+            f"{a} and {b} were not tested on the same folds and patients, so they cannot be compared "
+            "pairwise."
+        )
     if n < 2:
         return f"{a} and {b} share {n} fold with a {label}: too few for a paired test."
     sign = -1.0 if test.metric in LOWER_IS_BETTER else 1.0

@@ -117,7 +117,9 @@ class ClassicalStage(Stage[ClassicalConfig]):
         if ctx.is_main:
             write_json_atomic(ctx.out_dir / "stage_config.json", config.model_dump(mode="json"))
             write_json_atomic(ctx.out_dir / "cohort_report.json", inputs.report)
-            ctx.add_artifact(ctx.out_dir / "cohort_report.json", "cohort report: patients, modalities, exclusions")
+            ctx.add_artifact(
+                ctx.out_dir / "cohort_report.json", "cohort report: patients, modalities, exclusions"
+            )
             export_splits(folds, ctx.out_dir / "splits")
             write_json_atomic(ctx.out_dir / "splits" / "summary.json", splits_summary(folds))
 
@@ -141,7 +143,8 @@ class ClassicalStage(Stage[ClassicalConfig]):
                     inner_seed=inner_seed + fold.index, seed=ctx.seed * 100 + fold.index,
                 )  # fmt: skip
             record = {
-                "fold": fold.index, "n_train": len(fit_ids), "n_val": len(fold.val) if config.fit_on == "train" else 0,
+                "fold": fold.index, "n_train": len(fit_ids),
+                "n_val": len(fold.val) if config.fit_on == "train" else 0,
                 "n_test": len(fold.test), "best_epoch": None, "selected_on": result.selection["selected_on"],
                 "chosen": result.selection["chosen"], "test": result.metrics, "notes": result.notes,
                 "train_median_risk": result.train_median_risk,
@@ -186,7 +189,9 @@ class ClassicalStage(Stage[ClassicalConfig]):
             if config.data_from is not None:
                 config = _rebase(config, ctx.stage_dir(config.data_from))
             return config, config.splits
-        given = [k for k in ("cohort", "omics", "features", "task", "data_from") if getattr(config, k) is not None]
+        given = [
+            k for k in ("cohort", "omics", "features", "task", "data_from") if getattr(config, k) is not None
+        ]
         if given or "splits" in config.model_fields_set:
             raise HistoError(
                 f"with `like: {config.like}` the cohort, omics, features, task and splits are that stage's; "
@@ -212,12 +217,14 @@ def _threads(limit: int | None) -> Any:
 
 
 def task_kind(task: Any) -> str:
-    """"survival" or "classification", from what the task's config describes."""
+    """ "survival" or "classification", from what the task's config describes."""
     if hasattr(task.config, "time_column") and hasattr(task.config, "event_column"):
         return "survival"
     if getattr(task.config, "classes", None):
         return "classification"
-    raise HistoError(f"classical models fit classification or survival tasks; {type(task).__name__} is neither")
+    raise HistoError(
+        f"classical models fit classification or survival tasks; {type(task).__name__} is neither"
+    )
 
 
 def _cox_view(task: Any) -> Any:
@@ -239,7 +246,9 @@ def _train_config(stage_dir: Path) -> Any:
 
     path = stage_dir / "stage_config.json"
     if not path.exists():
-        raise HistoError(f"{stage_dir} is not a finished train stage (no stage_config.json); `like` needs one")
+        raise HistoError(
+            f"{stage_dir} is not a finished train stage (no stage_config.json); `like` needs one"
+        )
     config = resolve_config(TrainConfig, json.loads(path.read_text()), label=str(path))
     if not (stage_dir / "splits").is_dir():
         raise HistoError(f"{stage_dir} has no splits/ folder; `like` needs a finished train stage")

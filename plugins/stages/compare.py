@@ -71,7 +71,9 @@ class CompareStage(Stage[CompareConfig]):
             folder = ctx.stage_dir(stage_id)
             path = folder / "metrics.json"
             if not path.exists():
-                raise HistoError(f"stage {stage_id!r} wrote no metrics.json: is it a train or classical stage?")
+                raise HistoError(
+                    f"stage {stage_id!r} wrote no metrics.json: is it a train or classical stage?"
+                )
             metrics = json.loads(path.read_text())
             summaries[stage_id] = metrics["summary"]
             folds = {int(f["fold"]): f.get("test") or {} for f in metrics.get("folds", [])}
@@ -88,7 +90,11 @@ class CompareStage(Stage[CompareConfig]):
                 row[metric] = _format(value)
                 row[f"{metric}_mean"] = value["mean"] if value else math.nan
                 row[f"{metric}_std"] = value["std"] if value else math.nan
-            pooled = pooled_summary(model.predictions, config.bootstrap, ctx.seed) if not model.predictions.empty else {}
+            pooled = (
+                pooled_summary(model.predictions, config.bootstrap, ctx.seed)
+                if not model.predictions.empty
+                else {}
+            )
             for metric, entry in pooled.items():
                 row[f"{metric}_pooled"] = entry["estimate"]
                 row[f"{metric}_ci_low"] = entry.get("low")
@@ -100,7 +106,9 @@ class CompareStage(Stage[CompareConfig]):
         for a, b in itertools.combinations(models, 2):
             for metric in names:
                 is_primary = metric == primary
-                test = compare_pair(a, b, metric, n_resamples=config.bootstrap, seed=ctx.seed, primary=is_primary)
+                test = compare_pair(
+                    a, b, metric, n_resamples=config.bootstrap, seed=ctx.seed, primary=is_primary
+                )
                 pairs.append(test.record())
         if config.reference is not None:
             for row in rows:
@@ -128,7 +136,9 @@ class CompareStage(Stage[CompareConfig]):
         ctx.add_artifact(ctx.out_dir / f"{table}.csv", "test metrics, mean ± std over folds, pooled with CI")
         ctx.add_artifact(ctx.out_dir / f"{table}_pairs.csv", "every pair: per-fold differences, paired tests")
         ctx.add_artifact(ctx.out_dir / f"{table}.md", "the comparison as a paper-style Markdown table")
-        for line in frame[["label", *[c for c in frame.columns if "±" in str(frame[c].iloc[0])]]].itertuples():
+        for line in frame[
+            ["label", *[c for c in frame.columns if "±" in str(frame[c].iloc[0])]]
+        ].itertuples():
             ctx.log.info("%s", " | ".join(str(x) for x in line[1:]))
         for pair in pairs:
             if pair["sentence"]:
@@ -196,7 +206,7 @@ def _format_ci(entry: dict[str, Any]) -> str:
         return "n/a"
     if low is None or high is None:
         return f"{estimate:.3f}"
-    return f"{estimate:.3f} ({low:.3f}–{high:.3f})"
+    return f"{estimate:.3f} ({low:.3f} to {high:.3f})"
 
 
 def _json_safe(value: Any) -> Any:
