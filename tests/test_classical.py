@@ -218,3 +218,86 @@ def test_like_refuses_settings_it_would_ignore(tmp_path: Path) -> None:
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 1
     log = (tmp_path / "run" / "histo.log").read_text()
     assert "remove cohort" in log
+
+
+@pytest.mark.slow
+def test_the_paper_table_recipe_runs_on_the_demo_cohort(tmp_path: Path) -> None:
+    """recipes/paper_table.yaml as shipped, with one epoch per model and few resamples."""
+    text = (Path(__file__).resolve().parents[1] / "recipes" / "paper_table.yaml").read_text()
+    tiny = {"epochs: 6": "epochs: 1", "epochs: 3": "epochs: 1", "max_patches: 256": "max_patches: 32",
+            "patients: 30, slide_size: 2048": "patients: 24, slide_size: 1024"}  # fmt: skip
+    for before, after in tiny.items():
+        assert before in text
+        text = text.replace(before, after)
+    text = text.replace("reference: distilled", "reference: distilled\n      bootstrap: 50")
+    recipe = tmp_path / "paper_table.yaml"
+    recipe.write_text(text)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    stage = tmp_path / "run" / "stages" / "table"
+    rows = read_json(stage / "paper_table.json")
+    assert [r["stage"] for r in rows][-3:] == ["teacher", "student", "distilled"] and len(rows) == 12
+    assert all(r["auc_p_vs_reference"] is None for r in rows if r["stage"] == "distilled")
+    pairs = read_json(stage / "paper_table_pairs.json")
+    assert len(pairs) == 66 * 4 and all(p["same_folds"] for p in pairs)  # 12 models, 4 metrics
+    table = (stage / "paper_table.md").read_text()
+    assert "| MCAT |" in table and "p vs student, distilled (slides) (auc)" in table
+    assert "Which differences are real" in (tmp_path / "run" / "report.html").read_text()
+
+
+STAD_COXNET = """\
+seed: 42
+stages:
+  coxnet:
+    stage: classical
+    params:
+      model: coxnet
+      cohort:
+        table: {data}/omics/tcga_stad/clinical.csv
+        patient_column: case_id
+        time_column: survival_months
+        event_column: censorship
+        event_is: censored
+      omics: {{table: {data}/omics/tcga_stad/rna_xena.csv}}
+      task: {{name: survival, params: {{loss: cox}}}}
+      splits: {{files: {data}/omics/tcga_stad/splits, pattern: "splits_[03].csv", stratify: event}}
+      inner_cv: {{folds: 5, seed: 0}}
+      bootstrap: 0
+"""
+
+
+@pytest.mark.slow
+def test_coxnet_matches_the_tcga_stad_benchmark(shared_data: Path, tmp_path: Path) -> None:
+    """The classical stage's Coxnet is benchmarks/tcga_stad_coxnet.py's "cv" column, fold by fold."""
+    import importlib.util
+
+    from sksurv.util import Surv
+
+    from histo.plugins.cohort import OmicsPipeline, load_cohort, load_omics
+    from histo.recipe import load_recipe
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tcga_stad_coxnet.py"
+    spec = importlib.util.spec_from_file_location("tcga_stad_coxnet", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    recipe = tmp_path / "stad.yaml"
+    recipe.write_text(STAD_COXNET.format(data=shared_data))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    stage = tmp_path / "run" / "stages" / "coxnet"
+    metrics = read_json(stage / "metrics.json")
+    config = load_recipe(recipe).stages[0].config
+    cohort, omics = load_cohort(config.cohort), load_omics(config.omics)
+    time = cohort.patients["time"].astype(float)
+    event = cohort.patients["event"].astype(int)  # 1 = event (the loader applied event_is)
+    for k in range(2):
+        split = bench.read_split(stage / "splits" / f"splits_{k}.csv")
+        pipeline = OmicsPipeline(config.omics.preprocess).fit(omics, split["train"])
+        x = {part: bench.design(pipeline, omics, ids).to_numpy() for part, ids in split.items()}
+        t = {part: time.loc[ids].to_numpy() for part, ids in split.items()}
+        e = {part: event.loc[ids].to_numpy() for part, ids in split.items()}
+        model = bench.fit_coxnet(x["train"], Surv.from_arrays(e["train"].astype(bool), t["train"]), 0.5)
+        j = bench.inner_cv_alpha(x["train"], t["train"], e["train"], np.asarray(model.alphas_), 0.5, k)
+        expected = bench.c_index(x["test"] @ model.coef_[:, j], t["test"], e["test"])
+        assert metrics["folds"][k]["test"]["c_index"] == pytest.approx(expected, abs=1e-12)
+        assert metrics["folds"][k]["chosen"]["alpha"] == pytest.approx(float(model.alphas_[j]))
