@@ -27,15 +27,18 @@ class FoldResult:
 
 
 def inner_splits(strata: np.ndarray, folds: int, seed: int) -> list[InnerSplit]:
-    """Stratified inner folds of the training rows (by class or by event), as row indices."""
+    """Stratified inner folds of the training rows (by class or by event), as row indices. A class with
+    fewer training patients than `folds` lowers the number of inner folds to its count (at least 2), so
+    every held-out part holds every class."""
     from sklearn.model_selection import StratifiedKFold
 
     values, counts = np.unique(strata, return_counts=True)
-    if counts.min() < folds:
+    if counts.min() < 2:
         raise HistoError(
-            f"inner CV: stratum {values[counts.argmin()]!r} has {counts.min()} training patient(s), fewer "
-            f"than inner_cv.folds={folds}; lower inner_cv.folds or use fewer outer folds"
+            f"inner CV: class or event stratum {str(values[counts.argmin()])!r} has {counts.min()} training "
+            "patient(s); inner cross-validation needs at least 2. Use fewer outer folds or merge rare classes"
         )
+    folds = min(folds, int(counts.min()))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(a, b) for a, b in splitter.split(np.zeros(len(strata)), strata)]
 
@@ -68,19 +71,26 @@ def fit_fold(
         y = fit_targets
         strata = y
     inner = inner_splits(strata, inner_folds, inner_seed)
+    lowered = (
+        [f"inner CV used {len(inner)} folds, not {inner_folds}: a class or event stratum has only "
+         f"{len(inner)} training patients"]
+        if len(inner) < inner_folds else []
+    )  # fmt: skip
     selection = model.fit(design.x["fit"], y, inner, num_outputs=task.num_outputs, seed=seed)
     test_out = np.asarray(model.predict(design.x["test"]), dtype=np.float64)
-    notes: list[str] = []
+    notes: list[str] = list(lowered)
     median = None
     if kind == "survival":
         fit_risk = np.asarray(model.predict(design.x["fit"]), dtype=np.float64)
-        metrics, notes = _survival_metrics(model, task, design.x["test"], test_out, test_targets, fit_risk, y)
+        metrics, more = _survival_metrics(model, task, design.x["test"], test_out, test_targets, fit_risk, y)
+        notes += more
         logits = test_out.reshape(-1, 1)
         median = float(np.median(fit_risk))
     else:
         logits = np.log(np.clip(test_out, 1e-12, 1.0))
         evaluation = task.report(logits, test_targets)
-        metrics, notes = evaluation.metrics, list(evaluation.notes)
+        metrics = evaluation.metrics
+        notes += list(evaluation.notes)
     frame = prediction_frame(task, test_ids, logits, test_targets, fold)
     if median is not None:
         frame["risk_centred"] = frame["risk"] - median
