@@ -271,6 +271,7 @@ stages:
 def test_coxnet_matches_the_tcga_stad_benchmark(shared_data: Path, tmp_path: Path) -> None:
     """The classical stage's Coxnet is benchmarks/tcga_stad_coxnet.py's "cv" column, fold by fold."""
     import importlib.util
+    import sys
 
     from sksurv.util import Surv
 
@@ -281,6 +282,7 @@ def test_coxnet_matches_the_tcga_stad_benchmark(shared_data: Path, tmp_path: Pat
     spec = importlib.util.spec_from_file_location("tcga_stad_coxnet", path)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up there
     spec.loader.exec_module(bench)
 
     recipe = tmp_path / "stad.yaml"
