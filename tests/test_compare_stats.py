@@ -21,6 +21,7 @@ def test_harrell_matches_scikit_survival_with_ties() -> None:
         risk = rng.integers(0, 6, size=80).astype(float)  # and tied risks
         expected = concordance_index_censored(event, time, risk)[0]
         assert harrell(risk, time, event.astype(float)) == np.float64(expected)
+        assert harrell(risk, time, event.astype(float), block=7) == np.float64(expected)  # in blocks
 
 
 def test_auc_matches_scikit_learn() -> None:

@@ -18,19 +18,21 @@ LEVEL = 0.95
 NAN = float("nan")
 
 
-def harrell(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
+def harrell(risk: np.ndarray, time: np.ndarray, event: np.ndarray, block: int = 1024) -> float:
     """Harrell's C: pairs (i, j) with an event at i before j's time (or at j's censoring time) are
-    comparable; concordant when i's risk is higher, half for tied risks. NaN without comparable pairs."""
+    comparable; concordant when i's risk is higher, half for tied risks. NaN without comparable pairs.
+    Rows are taken `block` at a time, so memory stays O(block x n) on large cohorts."""
     risk, time, event = (np.asarray(a, dtype=np.float64) for a in (risk, time, event))
-    earlier = time[:, None] < time[None, :]
-    same_time_censored = (time[:, None] == time[None, :]) & (event[None, :] == 0)
-    comparable = (event[:, None] == 1) & (earlier | same_time_censored)
-    total = comparable.sum()
-    if total == 0:
-        return NAN
-    diff = risk[:, None] - risk[None, :]
-    concordant = (comparable & (diff > 0)).sum() + 0.5 * (comparable & (diff == 0)).sum()
-    return float(concordant / total)
+    total = concordant = 0.0
+    for start in range(0, len(risk), block):
+        r, t, e = risk[start : start + block], time[start : start + block], event[start : start + block]
+        earlier = t[:, None] < time[None, :]
+        same_time_censored = (t[:, None] == time[None, :]) & (event[None, :] == 0)
+        comparable = (e[:, None] == 1) & (earlier | same_time_censored)
+        diff = r[:, None] - risk[None, :]
+        total += comparable.sum()
+        concordant += (comparable & (diff > 0)).sum() + 0.5 * (comparable & (diff == 0)).sum()
+    return float(concordant / total) if total else NAN
 
 
 def binary_auc(score: np.ndarray, positive: np.ndarray) -> float:
