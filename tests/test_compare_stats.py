@@ -99,3 +99,6 @@ def test_models_on_other_folds_are_not_paired() -> None:
     test = compare_pair(model("A", [0.7] * 5, a), model("B", [0.6] * 5, b), "auc", n_resamples=50, seed=0,
                         primary=True)  # fmt: skip
     assert not test.same_folds and "not tested on the same folds" in test.sentence
+    test = compare_pair(model("A", [0.7] * 5, a), model("B", [0.6] * 5, pd.DataFrame()), "auc",
+                        n_resamples=50, seed=0, primary=True)  # fmt: skip
+    assert not test.same_folds  # no predictions.csv: the folds cannot be checked, so no paired test

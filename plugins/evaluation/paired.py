@@ -78,7 +78,9 @@ def fold_tests(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def same_test_patients(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Whether both predictions hold the same patients in the same test folds."""
+    """Whether both predictions hold the same patients in the same test folds (unknown = no)."""
+    if a.empty or b.empty or not {"fold", "patient_id"} <= set(a.columns) & set(b.columns):
+        return False
 
     def sets(frame: pd.DataFrame) -> dict[int, frozenset[str]]:
         return {int(k): frozenset(g["patient_id"].astype(str)) for k, g in frame.groupby("fold")}
