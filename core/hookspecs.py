@@ -69,5 +69,10 @@ def histo_tasks() -> Iterable[ComponentSpec[Any]]:
 
 
 @hookspec
+def histo_classical_models() -> Iterable[ComponentSpec[Any]]:
+    """Classical models (`histo.interfaces.ClassicalModel`): fitted on a patients x features matrix."""
+
+
+@hookspec
 def histo_stages() -> Iterable[ComponentSpec[Any]]:
     """Stages (`histo.interfaces.Stage`): recipe steps that read and write the run directory."""

@@ -27,6 +27,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("gradient_coordinators", "GradientCoordinator", "adjust gradients between subspaces"),
     Kind("distillers", "Distiller", "distil a teacher into a student"),
     Kind("tasks", "Task", "labels, head, loss and metrics of a prediction target"),
+    Kind(
+        "classical_models", "ClassicalModel", "penalised linear, Cox and forest models on tabular inputs"
+    ),
     Kind("stages", "Stage", "one step of a recipe, reading and writing files in the run directory"),
 )
 

@@ -9,5 +9,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "histo.plugins.baselines",
     "histo.plugins.tasks",
     "histo.plugins.method",
+    "histo.plugins.classical",
     "histo.plugins.stages",
 )

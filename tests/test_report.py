@@ -309,3 +309,41 @@ def test_chance_verdict(summary: dict[str, Any], level: str, words: str) -> None
 
 def test_no_verdict_without_a_ranking_metric() -> None:
     assert chance_verdict({"accuracy": {"mean": 0.9, "std": 0.01, "folds": 3}}) is None
+
+
+def test_intervals_and_comparisons_in_the_report(tmp_path: Path) -> None:
+    """Every metric with an interval (fold-mean t-interval, pooled bootstrap CI); compare's sentences in
+    the findings and its pairs with their tests."""
+    run = tmp_path / "run"
+    model, cmp = run / "stages" / "coxnet", run / "stages" / "cmp"
+    model.mkdir(parents=True)
+    cmp.mkdir(parents=True)
+    folds = [{"fold": k, "n_train": 80, "n_val": 0, "n_test": 20, "best_epoch": None, "selected_on":
+              "inner 5-fold CV (c_index)", "chosen": {"alpha": 0.25}, "test": {"c_index": c}}
+             for k, c in enumerate([0.6, 0.7, 0.65])]  # fmt: skip
+    summary = {"c_index": {"mean": 0.65, "std": 0.05, "folds": 3}}
+    pooled = {"c_index": {"estimate": 0.64, "low": 0.58, "high": 0.7}}
+    (model / "metrics.json").write_text(json.dumps({"folds": folds, "summary": summary, "pooled": pooled}))
+    sentence = "deep is not distinguishable from coxnet on these 3 folds (paired t p=0.41, n=3)."
+    rows = [{"stage": "deep", "label": "deep", "c_index": "0.600 ± 0.050",
+             "pooled c_index (95% CI)": "0.600 (0.540 to 0.660)", "c_index_p_vs_reference": 0.41},
+            {"stage": "coxnet", "label": "coxnet", "c_index": "0.650 ± 0.050",
+             "pooled c_index (95% CI)": "0.640 (0.580 to 0.700)"}]  # fmt: skip
+    pairs = [{"a": "deep", "b": "coxnet", "metric": "c_index", "folds": [0, 1, 2],
+              "differences": [-0.05, -0.02, -0.08], "mean_difference": -0.05, "t_p": 0.41,
+              "wilcoxon_p": 0.5, "sentence": sentence}]  # fmt: skip
+    (cmp / "t.json").write_text(json.dumps(rows))
+    (cmp / "t_pairs.json").write_text(json.dumps(pairs))
+    (cmp / "compare.json").write_text(json.dumps({
+        "table": "t.csv", "rows": "t.json", "pairs": "t_pairs.json", "markdown": "t.md",
+        "metrics": ["c_index"], "primary": "c_index", "reference": "coxnet",
+        "labels": {"deep": "deep", "coxnet": "coxnet"}, "bootstrap": 1000,
+    }))  # fmt: skip
+    hand_made_run(run, [stage("coxnet"), stage("cmp")])
+    page = build_report(run).read_text(encoding="utf-8")
+    assert "95% CI of the mean (t)" in page and "0.526 to 0.774" in page  # 0.65 ± t(0.975, 2) 0.05 / √3
+    assert "0.64 (0.58 to 0.7)" in page  # the pooled bootstrap CI
+    assert "hyperparameters were chosen by inner 5-fold CV" in page and "alpha 0.25" in page
+    assert page.count(sentence) == 2  # in the findings and in the comparison
+    assert "Which differences are real" in page and "-0.050, -0.020, -0.080" in page
+    assert "p vs coxnet (c_index)" in page and "Ablation" not in page

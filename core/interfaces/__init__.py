@@ -4,6 +4,7 @@ Torch-based kinds are Protocols, so that importing this package (and listing plu
 torch.
 """
 
+from .classical import ClassicalModel, InnerSplit
 from .features import FeatureExtractor
 from .models import (
     Distiller,
@@ -20,10 +21,12 @@ from .stages import Stage, StageContext
 from .tissue import TissueMask, TissueSegmenter
 
 __all__ = [
+    "ClassicalModel",
     "Distiller",
     "FeatureExtractor",
     "FusionStrategy",
     "GradientCoordinator",
+    "InnerSplit",
     "ModelDims",
     "Mpp",
     "OmicsEncoder",

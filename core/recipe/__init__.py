@@ -4,6 +4,7 @@ from .bounds import Seed
 from .loader import load_recipe, parse_overrides, resolve_config
 from .model import Recipe, StageEntry
 from .refs import (
+    ClassicalModelRef,
     ComponentRef,
     DistillerRef,
     FeatureExtractorRef,
@@ -20,6 +21,7 @@ from .refs import (
 )
 
 __all__ = [
+    "ClassicalModelRef",
     "ComponentRef",
     "DistillerRef",
     "FeatureExtractorRef",

@@ -106,3 +106,7 @@ class DistillerRef(ComponentRef):
 
 class TaskRef(ComponentRef):
     kind: ClassVar[str] = "tasks"
+
+
+class ClassicalModelRef(ComponentRef):
+    kind: ClassVar[str] = "classical_models"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .comparison import comparison_section, mean_interval, pooled_text
 from .html import esc, figure, fmt, key_values, paragraph, plural, table
 from .images import data_uri
 from .rundir import RunInfo, StageInfo
@@ -50,26 +51,41 @@ def metrics_section(run: RunInfo, stage: StageInfo) -> Section:
     folds = [f for f in metrics["folds"] if isinstance(f, dict)]
     summary: dict[str, Any] = metrics["summary"] if isinstance(metrics.get("summary"), dict) else {}
     names = list(summary) or sorted({k for f in folds for k in (f.get("test") or {})})
-    headers = ["fold", "train", "val", "test", "best epoch", *names]
+    classical = any(isinstance(f.get("chosen"), dict) for f in folds)
+    headers = ["fold", "train", "val", "test", "chosen" if classical else "best epoch", *names]
     rows = [
         [
             f.get("fold"),
             f.get("n_train"),
             f.get("n_val"),
             f.get("n_test"),
-            f.get("best_epoch"),
+            _chosen(f.get("chosen")) if classical else f.get("best_epoch"),
             *[(f.get("test") or {}).get(n) for n in names],
         ]
         for f in folds
     ]
     mean_row = ["mean ± std", "", "", "", ""] + [_mean_std(summary.get(n)) for n in names]
+    interval_row = ["95% CI of the mean (t)", "", "", "", ""] + [mean_interval(summary.get(n)) for n in names]
+    pooled = metrics.get("pooled") if isinstance(metrics.get("pooled"), dict) else {}
+    pooled_row = ["pooled out-of-fold (95% bootstrap CI)", "", "", "", ""] + [
+        pooled_text(pooled.get(n)) for n in names
+    ]
     parts = [f"<h3>Test metrics{' (' + esc(metrics['task']) + ')' if metrics.get('task') else ''}</h3>"]
     verdict = chance_verdict(summary)
     if verdict is not None:
         parts.append(f'<p class="verdict {esc(verdict.level)}">{esc(verdict.text)}</p>')
-    parts.append(table(headers, rows, summary_rows=[mean_row]))
+    summary_rows = [mean_row, interval_row] + ([pooled_row] if pooled else [])
+    parts.append(table(headers, rows, summary_rows=summary_rows))
     selected = {str(f.get("selected_on")) for f in folds if f.get("selected_on")}
-    if selected:
+    if selected and classical:
+        parts.append(
+            paragraph(
+                f"Each fold's hyperparameters were chosen by {', '.join(sorted(selected))} on its training "
+                "patients only; metrics are on its test patients.",
+                "note",
+            )
+        )
+    elif selected:
         parts.append(
             paragraph(
                 f"Each fold's epoch was selected on {', '.join(sorted(selected))}; metrics are on its test "
@@ -81,6 +97,12 @@ def metrics_section(run: RunInfo, stage: StageInfo) -> Section:
     if notes:
         parts.append('<ul class="note">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     return "".join(parts), {_rel(run, path)}
+
+
+def _chosen(chosen: Any) -> str:
+    if not isinstance(chosen, dict):
+        return ""
+    return ", ".join(f"{k} {fmt(v, 3) if isinstance(v, float) else v}" for k, v in chosen.items())
 
 
 def _mean_std(entry: Any) -> str:
@@ -278,6 +300,8 @@ def heatmaps_section(run: RunInfo, stage: StageInfo) -> Section:
 # -- ablations --------------------------------------------------------------------------------------
 def ablation_section(run: RunInfo, stage: StageInfo) -> Section:
     """ablation.csv, else ablation.json (the compare stage writes both, with the same rows)."""
+    if (stage.folder / "compare.json").is_file():  # the comparison section shows it, with its tests
+        return "", set()
     csv_path, json_path = stage.folder / "ablation.csv", stage.folder / "ablation.json"
     shown = {_rel(run, p) for p in (csv_path, json_path) if p.is_file()}
     if csv_path.is_file():
@@ -296,6 +320,7 @@ KNOWN: tuple[Callable[[RunInfo, StageInfo], Section], ...] = (
     metrics_section,
     train_plots_section,
     cohort_section,
+    comparison_section,
     ablation_section,
     qc_section,
     heatmaps_section,

@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from .comparison import sentences
 from .generic import artifacts_section
 from .html import anchor, badge, bar, chips, details, esc, fmt, key_values, paragraph, pre, table
 from .known import KNOWN, load_json
@@ -40,11 +41,15 @@ def heading(run: RunInfo, title: str) -> str:
 
 
 def findings(run: RunInfo) -> str:
-    """One line per train stage: is its learning above chance?"""
+    """One line per train stage: is its learning above chance? One per compared pair: is it real?"""
     items = []
     for stage in run.stages:
         if stage.status not in ("done", "cached"):
             continue
+        for text in sentences(stage):
+            items.append(
+                f'<p class="verdict"><a href="#{esc(anchor(stage.id))}">{esc(stage.id)}</a>: {esc(text)}</p>'
+            )
         metrics = load_json(stage.folder / "metrics.json")
         if not isinstance(metrics, dict) or not isinstance(metrics.get("summary"), dict):
             continue

@@ -7,6 +7,7 @@ from typing import Any
 
 from histo import ComponentSpec, hookimpl
 
+from .classical import SPEC as CLASSICAL
 from .compare import SPEC as COMPARE
 from .extract import SPEC as EXTRACT
 from .heatmaps import SPEC as HEATMAPS
@@ -20,4 +21,4 @@ from .train import SPEC as TRAIN
 
 @hookimpl
 def histo_stages() -> Iterable[ComponentSpec[Any]]:
-    return [SYNTHESIZE, TCGA_COHORT, TILE, EXTRACT, TRAIN, COMPARE, PREDICT, HEATMAPS, REPORT]
+    return [SYNTHESIZE, TCGA_COHORT, TILE, EXTRACT, TRAIN, CLASSICAL, COMPARE, PREDICT, HEATMAPS, REPORT]

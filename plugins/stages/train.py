@@ -174,7 +174,11 @@ class TrainStage(Stage[TrainConfig]):
 
             write_index(ctx.out_dir / "attention")
             ctx.add_artifact(ctx.out_dir / "attention", "out-of-fold patch attention per slide (heatmaps)")
-        metrics = write_metrics(ctx.out_dir / "metrics.json", per_fold, {"task": config.task.name})
+        from histo.plugins.evaluation.bootstrap import pooled_summary
+
+        pooled = pooled_summary(predictions, seed=ctx.seed)  # the out-of-fold metric with a bootstrap CI
+        extra = {"task": config.task.name, "pooled": pooled}
+        metrics = write_metrics(ctx.out_dir / "metrics.json", per_fold, extra)
         ctx.add_artifact(ctx.out_dir / "predictions.csv", "out-of-fold predictions")
         ctx.add_artifact(ctx.out_dir / "metrics.json", "test metrics per fold, mean and std")
         for name, description in plots(task, predictions, ctx.out_dir, config.cohort.time_unit).items():
