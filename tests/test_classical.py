@@ -150,7 +150,7 @@ stages:
       task: {{name: classification, params: {{column: diagnosis, classes: [benign, tumour]}}}}
       model: {{omics_encoder: {{name: snn, params: {{hidden: [8], output_dim: 8}}}}}}
       splits: {{folds: 3, stratify: label}}
-      training: {{epochs: 3, batch_size: 8}}
+      training: {{epochs: 3, batch_size: 8, selection: {{protocol: holdout}}}}
       attention_maps: false
   omics_l2:
     stage: classical
