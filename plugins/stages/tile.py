@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
 from histo import ComponentSpec
@@ -27,6 +26,7 @@ from histo.interfaces import Mpp, Slide, SlideReader, Stage, StageContext, Tissu
 from histo.plugins.readers import IMAGE_EXTENSIONS
 from histo.plugins.tiling.inputs import SLIDE_EXTENSIONS
 from histo.plugins.tiling.magnification import Magnification, MagnificationField, nest
+from histo.plugins.tiling.reads import DEFAULT_BUDGET_BYTES, RecordingSlide
 from histo.recipe.refs import InputPath, SlideReaderRef, StageRef, TissueSegmenterRef
 
 TILING_FORMAT = "histo.tiling/1"
@@ -114,39 +114,6 @@ class TileConfig(BaseModel):
         if self.overlap >= self.patch_size:
             raise ValueError(f"overlap ({self.overlap}) must be smaller than patch_size ({self.patch_size})")
         return self
-
-
-class ReuseLastRead(Slide):
-    """A slide that remembers its last region: on a slide without a pyramid, segmentation and the QC
-    thumbnail both read all of level 0, and decoding it once halves the time per slide."""
-
-    def __init__(self, slide: Slide) -> None:
-        self.path, self.slide_id = slide.path, slide.slide_id
-        self._slide = slide
-        self._last: tuple[tuple[int, int, int, int, int], np.ndarray] | None = None
-
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        return self._slide.level_dimensions
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]:
-        return self._slide.level_downsamples
-
-    @property
-    def mpp(self) -> Mpp:
-        return self._slide.mpp
-
-    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        key = (int(location[0]), int(location[1]), level, int(size[0]), int(size[1]))
-        if self._last is not None and self._last[0] == key:
-            return self._last[1].copy()
-        region = self._slide.read_region(location, level, size)
-        self._last = (key, region.copy())
-        return region
-
-    def close(self) -> None:
-        self._slide.close()
 
 
 @dataclass
@@ -240,7 +207,10 @@ class TileStage(Stage[TileConfig]):
     ) -> None:
         try:
             with reader.open(row.path, row.mpp_override) as slide:
-                self._tile_open(ctx, row, ReuseLastRead(slide), segmenter, magnifications)
+                # the QC thumbnail is cut from the overview the segmenter read (tiling/reads.py)
+                budget = DEFAULT_BUDGET_BYTES if self.config.qc_thumbnails else 0
+                recording = RecordingSlide(slide, budget)
+                self._tile_open(ctx, row, recording, segmenter, magnifications)
         except HistoError as exc:
             row.status, row.error = "failed", str(exc)
         except Exception as exc:  # an unexpected library error on one odd file must not stop the cohort
