@@ -11,7 +11,7 @@ leave free (`default_threads`), because an OpenMP team with more threads than fr
 every barrier while one of its threads waits for a core (up to 10x slower per op on a busy 2-core
 machine, where one worker beside a 2-thread model made extraction slower than no worker at all).
 
-On the CPU the model runs on slices of `model_batch` patches (16) of each batch, and the batches run
+On the CPU the model runs on slices of `model_batch` patches (32) of each batch, and the batches run
 under `tuned_malloc()` (allocator.py): at batch 64 a CNN's activations are 100-300 MB each, and glibc
 mapped each one afresh and unmapped it after use, so the process spent more time in page faults than
 in the model. Slices keep the working set small and the heap keeps it between batches. A patch's
@@ -44,7 +44,7 @@ from .patches import PatchDataset, PatchJob, SlideBatches
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_ERRORS_KEPT = 5
-CPU_MODEL_BATCH = 16  # patches per forward pass on a CPU: activations of tens of MB, not hundreds
+CPU_MODEL_BATCH = 32  # patches per forward pass on a CPU: activations of 50-150 MB, not 100-300
 
 
 def available_cores() -> int:
