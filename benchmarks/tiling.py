@@ -10,6 +10,9 @@ ours in µm², since CLAM's defaults drop every piece of the small SVS files), i
 named by --clam-dir or $CLAM_DIR (it needs opencv-python-headless and tqdm, benchmark-only installs).
 Without CLAM the script says so and falls back to a naive per-patch Python loop over our own mask.
 Both sides get a fresh slide handle per repeat (no warm tile cache) and both write their coords files.
+With the tile stage's QC image on, histo is timed twice: its thumbnail read from the slide again
+(before) and cut from the regions the segmenter read (`tiling/reads.py`), drawn in line or, as the
+stage does, on a background thread while the next slide is tiled (per slide over 3 in a row).
 
 usage: python benchmarks/tiling.py [--cache-dir DIR] [--clam-dir DIR] [--repeats N] [--naive] [--no-big]
 """
@@ -33,10 +36,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from histo.interfaces import TissueMask
+from histo.interfaces import Slide, TissueMask
 from histo.plugins.readers.openslide_reader import OpenSlideReader
-from histo.plugins.tiling import Grid, GridPlan, Magnification, nest, plan_grids, tile
+from histo.plugins.stages.tile import QC_SIZE
+from histo.plugins.tiling import Grid, GridPlan, Magnification, nest, plan_grids, qc, tile
 from histo.plugins.tiling.coords_file import write_coords
+from histo.plugins.tiling.qc_writer import QcWriter
+from histo.plugins.tiling.reads import RecordingSlide
 from histo.plugins.tissue import OtsuConfig
 from histo.plugins.tissue.saturation import OtsuSegmenter
 
@@ -73,20 +79,52 @@ def big_slide(cache: Path) -> Path:
     return path
 
 
-def ours(case: Case, mags: list[Magnification], out: Path) -> tuple[float, list[Grid]]:
-    """Segment, tile and write coords with histo's defaults; seconds exclude opening the slide."""
-    slide = OpenSlideReader().open(case.path, case.mpp_override)
+def ours(
+    case: Case, mags: list[Magnification], out: Path, qc_from: str = "", writer: QcWriter | None = None
+) -> tuple[float, list[Grid]]:
+    """Segment, tile and write coords with histo's defaults; seconds exclude opening the slide.
+
+    `qc_from`: also draw and write the tile stage's QC image, its thumbnail read from the slide again
+    ("slide", as before) or cut from the segmenter's reads ("reads", the stage's default).
+    """
+    opened = OpenSlideReader().open(case.path, case.mpp_override)
+    slide: Slide = RecordingSlide(opened) if qc_from == "reads" else opened
     segmenter = OtsuSegmenter(OtsuConfig())
     start = time.perf_counter()
     mpp = slide.mpp.mean
     plans = plan_grids(slide.level_downsamples, mpp, mags, PATCH, slide=case.name)
-    grids = tile(segmenter.segment(slide), plans, MIN_TISSUE, slide.dimensions)
+    mask = segmenter.segment(slide)
+    grids = tile(mask, plans, MIN_TISSUE, slide.dimensions)
     for grid in grids:
         attrs = {"slide_id": case.name, "source_mpp": mpp}
         write_coords(out / f"{grid.plan.magnification.name}.h5", grid, attrs)
+    if qc_from:
+        image, downsample = qc.thumbnail(slide, QC_SIZE)
+
+        def draw() -> None:
+            qc.render(image, downsample, mask, grids).save(out / "qc.png", format="PNG", compress_level=1)
+
+        if writer is not None:
+            writer.submit(case.name, draw)
+        else:
+            draw()
     seconds = time.perf_counter() - start
     slide.close()
     return seconds, grids
+
+
+def ours_streamed(
+    case: Case, mags: list[Magnification], out: Path, slides: int = 3
+) -> tuple[float, list[Grid]]:
+    """Per-slide seconds of tiling the slide `slides` times in a row as the tile stage does: QC from the
+    segmenter's reads, drawn in the background while the next slide is tiled, all images written."""
+    writer = QcWriter()
+    start = time.perf_counter()
+    for _ in range(slides):
+        _, grids = ours(case, mags, out, "reads", writer)
+    failures = writer.finish()
+    assert not failures, failures
+    return (time.perf_counter() - start) / slides, grids
 
 
 def naive_grids(mask: TissueMask, plans: list[GridPlan], dims: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -293,6 +331,9 @@ def main() -> int:
                 dims = slide.dimensions
             ours_one, grids_one = repeat(args.repeats, ours, case, ONE_MAG, out)
             ours_two, grids_two = repeat(args.repeats, ours, case, TWO_MAGS, out)
+            qc_slide, _ = repeat(args.repeats, ours, case, TWO_MAGS, out, "slide")
+            qc_reads, _ = repeat(args.repeats, ours, case, TWO_MAGS, out, "reads")
+            qc_streamed, _ = repeat(args.repeats, ours_streamed, case, TWO_MAGS, out)
             baselines: list[tuple[str, str, str, Timing]] = []
             if clam_dir is not None:
                 seconds, (count, coords, size) = repeat(args.repeats, clam, case, clam_dir, out)
@@ -309,6 +350,9 @@ def main() -> int:
                 *baselines,
                 ("ours", "0.5 µm/px", str(len(grids_one[0])), ours_one),
                 ("ours", "10x+20x", two, ours_two),
+                ("ours + QC image, thumbnail read again (before)", "10x+20x", two, qc_slide),
+                ("ours + QC image from the segmenter's reads, in line", "10x+20x", two, qc_reads),
+                ("ours + QC from the reads, drawn in the background (default)", "10x+20x", two, qc_streamed),
             ]
             base = baselines[0][3].median
             for method, mags, patches, seconds in rows:

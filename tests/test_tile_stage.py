@@ -430,3 +430,28 @@ def test_a_folder_of_pngs_with_their_resolution_tiles_with_reader_image_alone(
     assert "`segmenter: {name: otsu, params: {min_tissue_area_um2: 5000}}`" in error
     resolved = yaml.safe_load((result.run_dir / "recipe.yaml").read_text())
     assert resolved["stages"]["tile"]["params"]["extensions"] is None  # the reader's own were used
+
+
+def test_a_qc_image_that_fails_in_the_background_fails_its_slide_alone(
+    run_tile: RunTile, slides_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QC images are drawn on a background thread; one that fails still fails its slide (no coords
+    left behind, a recorded reason), and the other slide is kept."""
+    from histo.plugins.tiling import qc
+
+    render = qc.render
+
+    def flaky(thumbnail: Any, downsample: float, mask: Any, grids: Any) -> Any:
+        if thumbnail.shape[0] < 900:  # the TCGA slide's thumbnail (822 px high; CMU's is 989)
+            raise ValueError("no room on the canvas")
+        return render(thumbnail, downsample, mask, grids)
+
+    monkeypatch.setattr(qc, "render", flaky)
+    folder = link(slides_dir, tmp_path / "slides", [f"{CMU}.svs", f"{TCGA}.svs"])
+    result = run_tile({"slides": str(folder), "mpp_overrides": {TCGA: 0.25}})
+    table = rows(result)
+    assert table[CMU]["status"] == "ok"
+    assert table[TCGA]["status"] == "failed" and "QC image: ValueError: no room" in table[TCGA]["error"]
+    out = result.run_dir / "stages" / "tile"
+    assert (out / "qc" / f"{CMU}.png").is_file() and not (out / "qc" / f"{TCGA}.png").exists()
+    assert not (out / "coords" / "20x" / f"{TCGA}.h5").exists()

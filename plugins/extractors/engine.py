@@ -11,6 +11,13 @@ leave free (`default_threads`), because an OpenMP team with more threads than fr
 every barrier while one of its threads waits for a core (up to 10x slower per op on a busy 2-core
 machine, where one worker beside a 2-thread model made extraction slower than no worker at all).
 
+On the CPU the model runs on slices of `model_batch` patches (32) of each batch, and the batches run
+under `tuned_malloc()` (allocator.py): at batch 64 a CNN's activations are 100-300 MB each, and glibc
+mapped each one afresh and unmapped it after use, so the process spent more time in page faults than
+in the model. Slices keep the working set small and the heap keeps it between batches. A patch's
+features do not depend on which others share its forward pass (tested bit for bit on the default
+extractor), so the slices change no result.
+
 A patch that cannot be read is *missing*: its row stays in the bag (aligned with the coords file and
 with finer magnifications' `parent` indices), its features are NaN and `valid` is False.
 """
@@ -30,12 +37,14 @@ from torch.utils.data import DataLoader
 
 from histo.interfaces import FeatureExtractor
 
+from .allocator import tuned_malloc
 from .modules import check_output, set_eval
 from .patches import PatchDataset, PatchJob, SlideBatches
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_ERRORS_KEPT = 5
+CPU_MODEL_BATCH = 32  # patches per forward pass on a CPU: activations of 50-150 MB, not 100-300
 
 
 def available_cores() -> int:
@@ -142,6 +151,7 @@ class Engine:
         precision: Precision = "auto",
         channels_last: bool | None = None,
         threads: int | None = None,
+        model_batch: int | None = None,
     ) -> None:
         """`channels_last`: model and inputs laid out channels-last; by default where the model has
         convolutions (4-d weights). `threads`: the model's intra-op threads on a CPU; by default
@@ -158,6 +168,9 @@ class Engine:
         self.num_workers = num_workers
         self.autocast = resolve_precision(precision, self.device, getattr(extractor, "gpu_precision", None))
         self.cuda = self.device.type == "cuda"
+        if model_batch is None:
+            model_batch = batch_size if self.device.type == "cuda" else CPU_MODEL_BATCH
+        self.model_batch = max(1, model_batch)
         self.threads = default_threads(self.num_workers) if threads is None else threads
         if threads is None and cap is not None and self.threads is not None:
             self.threads = min(self.threads, cap)
@@ -196,8 +209,10 @@ class Engine:
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, S, S, 3] -> float32 [B, D] on the CPU."""
-        return self.forward(self.prepare(images))
+        """uint8 [B, S, S, 3] -> float32 [B, D] on the CPU, `model_batch` patches at a time."""
+        if images.shape[0] <= self.model_batch:
+            return self.forward(self.prepare(images))
+        return torch.cat([self.forward(self.prepare(part)) for part in images.split(self.model_batch)])
 
     @torch.inference_mode()
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -233,7 +248,7 @@ class Engine:
         dim = self.extractor.output_dim
         loader = self.loader(jobs)
         try:
-            with intra_op_threads(self.threads):
+            with intra_op_threads(self.threads), tuned_malloc():
                 for images, job_index, rows, ok, errors in loader:
                     ok_np = ok.numpy().astype(bool)
                     features = np.full((len(ok_np), dim), np.nan, dtype=np.float32)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
 from histo import ComponentSpec
@@ -27,6 +26,8 @@ from histo.interfaces import Mpp, Slide, SlideReader, Stage, StageContext, Tissu
 from histo.plugins.readers import IMAGE_EXTENSIONS
 from histo.plugins.tiling.inputs import SLIDE_EXTENSIONS
 from histo.plugins.tiling.magnification import Magnification, MagnificationField, nest
+from histo.plugins.tiling.qc_writer import QcWriter
+from histo.plugins.tiling.reads import DEFAULT_BUDGET_BYTES, RecordingSlide
 from histo.recipe.refs import InputPath, SlideReaderRef, StageRef, TissueSegmenterRef
 from histo.run import raise_if_environment
 
@@ -117,39 +118,6 @@ class TileConfig(BaseModel):
         return self
 
 
-class ReuseLastRead(Slide):
-    """A slide that remembers its last region: on a slide without a pyramid, segmentation and the QC
-    thumbnail both read all of level 0, and decoding it once halves the time per slide."""
-
-    def __init__(self, slide: Slide) -> None:
-        self.path, self.slide_id = slide.path, slide.slide_id
-        self._slide = slide
-        self._last: tuple[tuple[int, int, int, int, int], np.ndarray] | None = None
-
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        return self._slide.level_dimensions
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]:
-        return self._slide.level_downsamples
-
-    @property
-    def mpp(self) -> Mpp:
-        return self._slide.mpp
-
-    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        key = (int(location[0]), int(location[1]), level, int(size[0]), int(size[1]))
-        if self._last is not None and self._last[0] == key:
-            return self._last[1].copy()
-        region = self._slide.read_region(location, level, size)
-        self._last = (key, region.copy())
-        return region
-
-    def close(self) -> None:
-        self._slide.close()
-
-
 @dataclass
 class SlideRow:
     """One line of slides.csv."""
@@ -166,6 +134,7 @@ class SlideRow:
 
 class TileStage(Stage[TileConfig]):
     version = "1"
+    _qc: QcWriter  # QC images of this run, drawn in the background
 
     def run(self, ctx: StageContext) -> None:
         from histo.plugins.tiling.inputs import (
@@ -190,11 +159,20 @@ class TileStage(Stage[TileConfig]):
 
         mine = paths[ctx.rank :: ctx.world_size]  # under torchrun each process tiles its share
         rows = []
-        for path in ctx.progress(mine, description="tile"):
-            row = SlideRow(slide_id(path), path.absolute(), mpp_override=overrides.get(slide_id(path)))
-            if not self._resume(ctx, row, magnifications):
-                self._tile(ctx, row, reader, segmenter, magnifications)
-            rows.append(row)
+        self._qc = QcWriter()
+        try:
+            for path in ctx.progress(mine, description="tile"):
+                row = SlideRow(slide_id(path), path.absolute(), mpp_override=overrides.get(slide_id(path)))
+                if not self._resume(ctx, row, magnifications):
+                    self._tile(ctx, row, reader, segmenter, magnifications)
+                rows.append(row)
+        finally:
+            failures = self._qc.finish()
+        by_id = {row.slide_id: row for row in rows}
+        for failed_id, exc in failures:  # the slide fails, as when drawing its image in line did
+            row = by_id[failed_id]
+            row.status, row.error = "failed", f"QC image: {type(exc).__name__}: {exc}"
+            self._drop(ctx, row, magnifications)
         rows = _gather(ctx, rows, [slide_id(p) for p in paths])
 
         if ctx.is_main:
@@ -241,7 +219,10 @@ class TileStage(Stage[TileConfig]):
     ) -> None:
         try:
             with reader.open(row.path, row.mpp_override) as slide:
-                self._tile_open(ctx, row, ReuseLastRead(slide), segmenter, magnifications)
+                # the QC thumbnail is cut from the overview the segmenter read (tiling/reads.py)
+                budget = DEFAULT_BUDGET_BYTES if self.config.qc_thumbnails else 0
+                recording = RecordingSlide(slide, budget)
+                self._tile_open(ctx, row, recording, segmenter, magnifications)
         except HistoError as exc:
             raise_if_environment(exc, row.path)
             row.status, row.error = "failed", str(exc)
@@ -251,10 +232,14 @@ class TileStage(Stage[TileConfig]):
             row.status = "failed"
             row.error = f"unexpected {type(exc).__name__}: {exc} (traceback in histo.log)"
         if row.status == "failed":
-            row.patches.clear()
-            for stale in self._outputs(ctx, row.slide_id, magnifications):  # from an interrupted attempt
-                stale.unlink(missing_ok=True)
-            ctx.record_failure(row.slide_id, row.error, path=str(row.path))
+            self._drop(ctx, row, magnifications)
+
+    def _drop(self, ctx: StageContext, row: SlideRow, magnifications: list[Magnification]) -> None:
+        """A failed slide: no outputs (not even an interrupted attempt's) and a recorded reason."""
+        row.patches.clear()
+        for stale in self._outputs(ctx, row.slide_id, magnifications):
+            stale.unlink(missing_ok=True)
+        ctx.record_failure(row.slide_id, row.error, path=str(row.path))
 
     def _tile_open(
         self,
@@ -307,9 +292,13 @@ class TileStage(Stage[TileConfig]):
             write_coords(path, grid, {**attrs, **links})
             row.patches[grid.plan.magnification.name] = len(grid)
         if cfg.qc_thumbnails:
-            thumbnail, downsample = qc.thumbnail(slide, QC_SIZE)
-            with atomic_path(outputs[-1]) as tmp:
-                qc.render(thumbnail, downsample, mask, grids).save(tmp, format="PNG", compress_level=1)
+            thumbnail, downsample = qc.thumbnail(slide, QC_SIZE)  # cut from the segmenter's reads
+
+            def draw(target: Path = outputs[-1]) -> None:
+                with atomic_path(target) as tmp:
+                    qc.render(thumbnail, downsample, mask, grids).save(tmp, format="PNG", compress_level=1)
+
+            self._qc.submit(row.slide_id, draw)
         row.status = "ok"
         counts = ", ".join(f"{name} {n}" for name, n in row.patches.items())
         ctx.log.info("%s: %s: %s (mpp %.4g, %s)", ctx.stage_id, row.slide_id, counts, mpp.mean, mpp.source)

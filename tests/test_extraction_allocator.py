@@ -1,0 +1,70 @@
+"""Extraction's allocator set-up and per-slice forward passes change no feature."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from histo.manager import Plugins
+from histo.plugins.extractors import allocator
+from histo.plugins.extractors.engine import CPU_MODEL_BATCH, Engine
+
+glibc = allocator._glibc() is not None
+
+
+@pytest.mark.skipif(not glibc, reason="mallopt is glibc's")
+def test_tuned_malloc_keeps_large_blocks_on_the_heap_then_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside, freeing a 64 MB block and allocating it again faults no fresh pages (the heap kept
+    them); outside, glibc's default returns them (so the test would fail if tuning did nothing)."""
+    import resource
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 64 << 20
+
+    def faults_of_second_use() -> int:
+        for i in range(2):
+            block = libc.malloc(size)
+            if i == 1:
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            ctypes.memset(block, 1, size)
+            libc.free(block)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    pages = size // 4096
+    with allocator.tuned_malloc() as applied:
+        assert applied
+        with allocator.tuned_malloc() as nested:  # nesting keeps the outer settings
+            assert nested
+        assert faults_of_second_use() < pages // 10
+    assert faults_of_second_use() > pages // 2, "glibc's own thresholds are back after the block"
+    monkeypatch.setenv(allocator.ENV, "0")
+    with allocator.tuned_malloc() as applied:
+        assert not applied
+
+
+def test_slices_give_the_same_features_bit_for_bit(slides_dir: Path, histo_plugins: Plugins) -> None:
+    """The default extractor on real patches: one 12-patch forward pass or slices of 5 give identical
+    floats (the engine slices batches on a CPU, `CPU_MODEL_BATCH` patches at a time)."""
+    import openslide
+
+    extractor = histo_plugins.registry("feature_extractors").build("efficientnet_lite0", {})
+    model = extractor.build()
+    with openslide.OpenSlide(str(slides_dir / "cmu-1-small-region.svs")) as slide:
+        patches = [
+            np.asarray(slide.read_region((x, y), 0, (224, 224)).convert("RGB"))
+            for y in range(200, 1800, 400)
+            for x in range(200, 2000, 300)
+        ][:12]
+    images = torch.from_numpy(np.stack(patches))
+    whole = Engine(extractor, model, batch_size=12, num_workers=0, threads=1, model_batch=12)
+    assert Engine(extractor, model, batch_size=12, num_workers=0).model_batch == CPU_MODEL_BATCH
+    reference = whole.embed(images)
+    sliced = Engine(extractor, model, batch_size=12, num_workers=0, threads=1, model_batch=5)
+    assert torch.equal(sliced.embed(images), reference)
