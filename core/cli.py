@@ -250,7 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--markdown", action="store_true", help="a readable reference instead of JSON Schema")
     schema.set_defaults(handler=cmd_schema)
     _add_cohort_command(sub)
+    _add_import_checkpoint_command(sub)
     return parser
+
+
+def _add_import_checkpoint_command(sub: Any) -> None:
+    """`histo import-checkpoint` (the paper's plugins; absent when they are not installed)."""
+    try:
+        from histo.plugins.paper.import_checkpoint import add_command
+    except ImportError:
+        return
+    add_command(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -158,3 +158,28 @@ def test_preset_fills_only_unset_keys() -> None:
     assert config.attention.lattice == "corners"  # set in the recipe: kept
     default = DmfConfig.model_validate({})
     assert default.attention.lattice == "corners" and default.consistency == "query_mean"
+
+
+def test_import_checkpoint_command_writes_a_loadable_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from histo.cli import main
+    from histo.plugins.training.folds import load_model
+
+    checkpoint = tmp_path / "teachers.pth"
+    torch.save(released_state("teacher"), checkpoint)
+    out = tmp_path / "imported"
+    assert main(["import-checkpoint", str(checkpoint), "--model", "dmf", "--out", str(out)]) == 0
+    model, card = load_model(out)
+    assert card["dims"]["omics_groups"] == GOLDEN["genes"]
+    # the imported model is the reference preset at the released map size (50 x 50); on the golden
+    # 16 x 16 bags it must be told the smaller map, the only size the checkpoint cannot carry
+    for branch in model.body.branches.values():
+        for layer in branch.cross.values():
+            layer.config = layer.config.model_copy(update={"offset_map_size": side()})
+    with torch.no_grad():
+        out_logits = model(seeded_batch())
+    close(out_logits["view_logits"]["10x"], GOLDEN["teacher"]["10x"])
+    wrong = ["import-checkpoint", str(checkpoint), "--model", "dmf_student", "--out", str(tmp_path / "x")]
+    assert main(wrong) != 0  # a teacher checkpoint is no student: the error names the file
+    assert "teachers.pth holds 1 magnification(s)" in capsys.readouterr().err
