@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .configs import DeformableConfig
+from .cpb import cpb_tables, fused_cpb
 from .layout import TokenLayout, _normalise
 
 # a sampled key needs at least this much interpolation weight on occupied cells to count
@@ -110,21 +111,20 @@ class PositionBias(nn.Module):
         """key_x, key_y [B, groups, K]; constant [B, heads, 1, K] is added to every query's logits; reach
         bounds |query - key| per axis. Returns (chunk, head) -> a new logits tensor [B, n, K]."""
         per_group = constant.shape[1] // key_x.shape[1]
-        if self.kind == "cpb":
-            pos_x, pos_y = layout.normalised_positions()
-
-            def joint(sl: slice, head: int) -> Tensor:
-                group, out = divmod(head, per_group)
-                dx = pos_x[:, sl, None] - key_x[:, group, None, :]
-                dy = pos_y[:, sl, None] - key_y[:, group, None, :]
-                bias = self.mlp(_signed_log(torch.stack([dx, dy], dim=-1)))[..., out]  # [B, n, K]
-                return bias + constant[:, head]
-
-            return joint
         batch = key_x.shape[0]
         device = key_x.device
         columns = _normalise(torch.arange(layout.grid_width, device=device).expand(batch, -1), layout.width)
         rows = _normalise(torch.arange(layout.grid_height, device=device).expand(batch, -1), layout.height)
+        if self.kind == "cpb":
+
+            def joint(sl: slice, head: int) -> Tensor:
+                """The reference's MLP for every query and key, fused (cpb.py): [B, n, K]."""
+                group, out = divmod(head, per_group)
+                tables = cpb_tables(self.mlp, columns, rows, key_x[:, group], key_y[:, group])
+                bias = fused_cpb(self.mlp, tables, layout.col[:, sl], layout.row[:, sl], out)
+                return bias + constant[:, head]
+
+            return joint
         # [heads, B * lines, K]: one contiguous row per (bag, grid line); a query's bias is two row reads
         table_x = (self._table(self.mlp_x, columns, key_x, reach) + constant).transpose(0, 1).flatten(1, 2)
         table_y = self._table(self.mlp_y, rows, key_y, reach).transpose(0, 1).flatten(1, 2)
