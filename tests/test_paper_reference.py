@@ -219,3 +219,25 @@ def test_fused_position_bias_equals_the_plain_mlp_with_gradients() -> None:
     assert torch.allclose(fused, expected, atol=1e-12)
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_cosine_steps_is_the_released_per_batch_schedule() -> None:
+    """The released loop steps CosineAnnealingLR(T_max=epochs=10) after every batch: a 20-step cycle."""
+    from histo.plugins.training.config import OptimConfig
+    from histo.plugins.training.trainer import make_schedule
+
+    ours_param, theirs_param = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    config = OptimConfig.model_validate({"name": "adam", "weight_decay": 0.1, "schedule": "cosine_steps"})
+    ours_opt = torch.optim.Adam([ours_param], lr=2e-4)
+    theirs_opt = torch.optim.Adam([theirs_param], lr=2e-4)
+    ours = make_schedule(ours_opt, config, epochs=10)
+    theirs = torch.optim.lr_scheduler.CosineAnnealingLR(theirs_opt, T_max=10, eta_min=0)
+    rates = []
+    for _ in range(45):
+        assert ours_opt.param_groups[0]["lr"] == pytest.approx(theirs_opt.param_groups[0]["lr"], abs=1e-12)
+        rates.append(ours_opt.param_groups[0]["lr"])
+        ours_opt.step()
+        theirs_opt.step()
+        ours.step()
+        theirs.step()
+    assert rates[10] == pytest.approx(0, abs=1e-12) and rates[20] == pytest.approx(2e-4)
