@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# (query, key) pairs per chunk: 65,536 x 32 hidden floats = 8 MB of activations at a time
-CHUNK_PAIRS = 1 << 16
+# (query, key) pairs per chunk: 8,192 x 32 hidden floats = 1 MB of activations at a time (in cache)
+CHUNK_PAIRS = 1 << 13
 
 
 def _signed_log(d: Tensor) -> Tensor:
@@ -44,9 +44,19 @@ class FusedBiasMlp(torch.autograd.Function):
         batch, n = col.shape
         keys, hidden = cols.shape[2], cols.shape[3]
         out = cols.new_empty(batch, n, keys)
+        flat_cols, flat_rows = cols.view(-1, keys * hidden), rows.view(-1, keys * hidden)
+        h1 = h1_rows = h2 = (
+            None  # work buffers, allocated once: a fresh large tensor per chunk costs page faults
+        )
         for start, ci, ri in _chunks(cols, rows, col, row):
-            h1 = torch.relu(cols.view(-1, keys * hidden)[ci] + rows.view(-1, keys * hidden)[ri])
-            h2 = torch.relu(torch.addmm(b2, h1.view(-1, hidden), w2.t()))
+            if h1 is None or h1.shape[0] != ci.shape[0]:
+                h1 = cols.new_empty(ci.shape[0], keys * hidden)
+                h1_rows = torch.empty_like(h1)
+                h2 = cols.new_empty(ci.shape[0] * keys, hidden)
+            torch.index_select(flat_cols, 0, ci, out=h1)
+            torch.index_select(flat_rows, 0, ri, out=h1_rows)
+            h1.add_(h1_rows).relu_()
+            torch.addmm(b2, h1.view(-1, hidden), w2.t(), out=h2).relu_()
             count = ci.shape[0] // batch
             out[:, start : start + count] = torch.addmv(b3, h2, w3).view(batch, count, keys)
         ctx.save_for_backward(cols, rows, col, row, w2, b2, w3)
@@ -61,18 +71,27 @@ class FusedBiasMlp(torch.autograd.Function):
         g_rows = torch.zeros_like(rows).view(-1, keys * hidden)
         g_w2, g_b2 = torch.zeros_like(w2), torch.zeros_like(b2)
         g_w3, g_b3 = torch.zeros_like(w3), grad.sum().reshape(1)
+        flat_cols, flat_rows = cols.view(-1, keys * hidden), rows.view(-1, keys * hidden)
+        h1 = h1_rows = h2 = g2 = g1 = None  # work buffers, allocated once (see forward)
         for start, ci, ri in _chunks(cols, rows, col, row):
             count = ci.shape[0] // batch
-            pre1 = (cols.view(-1, keys * hidden)[ci] + rows.view(-1, keys * hidden)[ri]).view(-1, hidden)
-            h1 = torch.relu(pre1)
-            pre2 = torch.addmm(b2, h1, w2.t())
-            h2 = torch.relu(pre2)
-            g = grad[:, start : start + count].reshape(-1, 1)
-            g_w3.add_((h2 * g).sum(0))
-            g2 = (g * w3).mul_(pre2 > 0)
-            g_w2.addmm_(g2.t(), h1)
+            if h1 is None or h1.shape[0] != ci.shape[0]:
+                h1 = cols.new_empty(ci.shape[0], keys * hidden)
+                h1_rows = torch.empty_like(h1)
+                g1 = torch.empty_like(h1)
+                h2 = cols.new_empty(ci.shape[0] * keys, hidden)
+                g2 = torch.empty_like(h2)
+            torch.index_select(flat_cols, 0, ci, out=h1)
+            torch.index_select(flat_rows, 0, ri, out=h1_rows)
+            h1.add_(h1_rows).relu_()  # relu(pre1) > 0 exactly where pre1 > 0
+            torch.addmm(b2, h1.view(-1, hidden), w2.t(), out=h2).relu_()
+            g = grad[:, start : start + count].reshape(-1)
+            g_w3.addmv_(h2.t(), g)
+            torch.mul(g.unsqueeze(1), w3, out=g2).masked_fill_(h2 == 0, 0.0)
+            g_w2.addmm_(g2.t(), h1.view(-1, hidden))
             g_b2.add_(g2.sum(0))
-            g1 = (g2 @ w2).mul_(pre1 > 0).view(-1, keys * hidden)
+            torch.mm(g2, w2, out=g1.view(-1, hidden))
+            g1.masked_fill_(h1 == 0, 0.0)
             g_cols.index_add_(0, ci, g1)
             g_rows.index_add_(0, ri, g1)
         return g_cols.view_as(cols), g_rows.view_as(rows), None, None, g_w2, g_b2, g_w3, g_b3
