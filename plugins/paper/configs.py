@@ -52,9 +52,9 @@ class DeformableConfig(_Config):
     position_bias: Literal["separable", "cpb", "none"] = Field(
         "separable",
         description="relative position bias between a query and a sampled key: 'cpb' is the reference's "
-        "continuous bias MLP of the 2-D offset (O(N x keys x hidden) memory: 1.5 GB per layer at the "
-        "paper's batch); 'separable' is an MLP of the x offset plus one of the y offset, evaluated once per "
-        "grid row/column (O(N x keys)); 'none' drops the bias",
+        "continuous bias MLP of the 2-D offset, exactly, for every query and key (O(N x keys x hidden) "
+        "work, computed in cache-sized chunks); 'separable' is an MLP of the x offset plus one of the y "
+        "offset, evaluated once per grid row/column (O(N x keys)); 'none' drops the bias",
     )
     position_hidden: int = Field(32, ge=1, description="hidden width of the position-bias MLP (dim / 4)")
     lattice: Literal["corners", "align_corners_false"] = Field(
