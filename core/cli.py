@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     new_plugin.add_argument("--kind", required=True, choices=_scaffold_kinds(), help="component kind")
     new_plugin.add_argument("--out", type=Path, default=Path("."), help="parent folder (default: here)")
     new_plugin.set_defaults(handler=cmd_new_plugin)
+    _add_import_checkpoint_command(sub)
     return parser
 
 
@@ -334,6 +335,15 @@ def _scaffold_kinds() -> list[str]:
     from .scaffold import KINDS
 
     return list(KINDS)
+
+
+def _add_import_checkpoint_command(sub: Any) -> None:
+    """`histo import-checkpoint` (the paper's plugins; absent when they are not installed)."""
+    try:
+        from histo.plugins.paper.import_checkpoint import add_command
+    except ImportError:
+        return
+    add_command(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,16 +26,23 @@ def snn_block(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
 class SNN(nn.Module):
     """Self-normalising network: one vector per input."""
 
-    def __init__(self, in_dim: int, hidden: list[int], output_dim: int, dropout: float) -> None:
+    def __init__(
+        self, in_dim: int, hidden: list[int], output_dim: int, dropout: float, elu_tail: bool = False
+    ) -> None:
+        """elu_tail: end in Linear-ELU-AlphaDropout-ReLU (the released MaxNet) instead of Linear-ReLU;
+        the two agree in eval mode."""
         super().__init__()
         widths = [in_dim, *hidden]
         self.blocks = nn.Sequential(*(snn_block(a, b, dropout) for a, b in itertools.pairwise(widths)))
         self.out = nn.Linear(widths[-1], output_dim)
         nn.init.normal_(self.out.weight, std=1 / math.sqrt(widths[-1]))
         nn.init.zeros_(self.out.bias)
+        self.tail: nn.Module = (
+            nn.Sequential(nn.ELU(), nn.AlphaDropout(dropout)) if elu_tail else nn.Identity()
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.out(self.blocks(x)))
+        return torch.relu(self.tail(self.out(self.blocks(x))))
 
 
 class ConcatGroups(nn.Module):

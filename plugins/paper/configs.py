@@ -52,11 +52,23 @@ class DeformableConfig(_Config):
     position_bias: Literal["separable", "cpb", "none"] = Field(
         "separable",
         description="relative position bias between a query and a sampled key: 'cpb' is the reference's "
-        "continuous bias MLP of the 2-D offset (O(N x keys x hidden) memory: 1.5 GB per layer at the "
-        "paper's batch); 'separable' is an MLP of the x offset plus one of the y offset, evaluated once per "
-        "grid row/column (O(N x keys)); 'none' drops the bias",
+        "continuous bias MLP of the 2-D offset, exactly, for every query and key (O(N x keys x hidden) "
+        "work, computed in cache-sized chunks); 'separable' is an MLP of the x offset plus one of the y "
+        "offset, evaluated once per grid row/column (O(N x keys)); 'none' drops the bias",
     )
     position_hidden: int = Field(32, ge=1, description="hidden width of the position-bias MLP (dim / 4)")
+    lattice: Literal["corners", "align_corners_false"] = Field(
+        "corners",
+        description="where the P x P key lattice sits on the grid: 'corners' spans the first to the last "
+        "cell (0 ... W-1); 'align_corners_false' is the released code's grid_sample(align_corners=False): "
+        "-0.5 ... W-0.5, one offset unit = W/(P-1) cells",
+    )
+    off_map_keys: Literal["renormalise", "zeros"] = Field(
+        "renormalise",
+        description="keys read partly off the map or on empty cells: 'renormalise' divides the bilinear read "
+        "by the weight on occupied cells, adds its log to the key's score and drops keys under 1e-3; "
+        "'zeros' reads zeros there and keeps every key in the softmax (the released code)",
+    )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the attention weights")
     query_chunk: int = Field(
         16384,
@@ -90,8 +102,34 @@ class DeformableConfig(_Config):
         return (self.offset_map_size + 2 * self.padding - self.offset_kernel) // self.offset_stride + 1
 
 
+# what `preset: reference` sets, unless the recipe sets the key itself (docs/method.md lists why)
+REFERENCE_BRANCH = {"layout": "bag_order"}
+REFERENCE_ATTENTION = {"position_bias": "cpb", "lattice": "align_corners_false", "off_map_keys": "zeros"}
+REFERENCE_TEACHER = {"omics_tail": "elu_alphadropout", "consistency": "full_map"}
+
+
+def _apply_preset(data: object, extra: dict[str, str]) -> object:
+    """Fill the keys a `reference` preset implies; keys the recipe sets itself are kept."""
+    if not isinstance(data, dict) or data.get("preset", "default") != "reference":
+        return data
+    data = dict(data)
+    for key, value in {**REFERENCE_BRANCH, **extra}.items():
+        data.setdefault(key, value)
+    attention = data.get("attention", {})
+    if isinstance(attention, dict):
+        data["attention"] = {**REFERENCE_ATTENTION, **attention}
+    return data
+
+
 class _BranchConfig(_Config):
     """What the teacher and the student share: the token grid, the attention layer, the view combination."""
+
+    preset: Literal["default", "reference"] = Field(
+        "default",
+        description="'reference' sets every choice to the released code's (layout bag_order, cpb position "
+        "bias, align_corners_false lattice, zeros off the map; for dmf also the SNN tail and the full-map "
+        "consistency loss), so that released weights give the released logits; keys set in the recipe win",
+    )
 
     layout: Literal["coords", "bag_order"] = Field(
         "coords",
@@ -149,11 +187,21 @@ class _BranchConfig(_Config):
 class DmfConfig(_BranchConfig):
     """The teacher: gene-guided deformable cross-attention per gene group and magnification."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: object) -> object:
+        return _apply_preset(data, REFERENCE_TEACHER)
+
     omics_hidden: list[int] = Field(
         default=[64, 48, 32], description="hidden widths of each group's SNN (the paper: 64, 48, 32)"
     )
     omics_dropout: float = Field(
         0.1, ge=0, lt=1, description="alpha-dropout of the SNNs (the reference's dropout_rate)"
+    )
+    omics_tail: Literal["relu", "elu_alphadropout"] = Field(
+        "relu",
+        description="end of each group's SNN: Linear-ReLU, or the released Linear-ELU-AlphaDropout-ReLU "
+        "(identical in eval mode; in training the latter also drops out the embedding)",
     )
     readout_heads: int = Field(8, ge=1, description="heads of each subspace read-out attention")
     readout_dropout: float = Field(0.1, ge=0, lt=1, description="dropout of the read-out attention")
@@ -162,6 +210,12 @@ class DmfConfig(_BranchConfig):
         ge=0,
         description="weight w of the inter-magnification consistency loss w * Var(diag(S)) per gene group "
         "(the reference's 10,000); 0 switches it off",
+    )
+    consistency: Literal["query_mean", "full_map"] = Field(
+        "query_mean",
+        description="what the consistency loss compares: each group's attention on the sampled keys averaged "
+        "over the patches [B, heads, P*P], or the released full maps [B, heads, N, P*P] (needs the same N "
+        "at every magnification); equal when attention varies little across queries",
     )
 
     @model_validator(mode="after")
@@ -177,6 +231,11 @@ def _default_aggregator() -> TokenAggregatorRef:
 
 class DmfStudentConfig(_BranchConfig):
     """The WSI-only student: deformable self-attention, then informative token aggregation."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: object) -> object:
+        return _apply_preset(data, {})
 
     aggregator: TokenAggregatorRef = Field(
         default_factory=_default_aggregator,

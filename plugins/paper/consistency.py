@@ -5,6 +5,9 @@ query by query, which needs both bags to have the same number of patches and tre
 patch n at 20x (unrelated patches, in bag order) as a pair. Ours compares each sample's attention over
 the sampled keys averaged over its patches, [B, heads, P*P]: the same size at every magnification, and
 with the coords layout key j sits at the same relative place of the slide at both magnifications.
+The two agree while a group's attention varies little from query to query (the teacher's queries are
+one gene embedding, differing only by their position bias); `consistency: full_map` (the reference
+preset) compares the full maps as the reference does.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Mapping
 
 import torch
 from torch import Tensor
+
+from histo.errors import HistoError
 
 
 def diagonal_variance(first: Tensor, second: Tensor, weight: float) -> Tensor:
@@ -40,3 +45,14 @@ def magnification_consistency(summaries: Mapping[str, Mapping[str, Tensor]], wei
     if total is None:
         raise ValueError("the consistency loss needs at least two magnifications")
     return total
+
+
+def check_full_maps(maps: Mapping[str, Mapping[str, Tensor]]) -> None:
+    """The full-map loss pairs query n of one magnification with query n of the other: same N needed."""
+    sizes = {view: next(iter(groups.values())).shape[2] for view, groups in maps.items() if groups}
+    if len(set(sizes.values())) > 1:
+        raise HistoError(
+            f"consistency: full_map compares the magnifications' attention maps query by query, but the "
+            f"bags have different patch counts {sizes}; pad the bags to one size (the reference uses "
+            "2,500 patches at every magnification) or set consistency: query_mean"
+        )

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .configs import DeformableConfig
+from .cpb import cpb_tables, fused_cpb
 from .layout import TokenLayout, _normalise
 
 # a sampled key needs at least this much interpolation weight on occupied cells to count
@@ -30,6 +31,7 @@ class DeformableOutput:
     out: Tensor  # [B, N, dim], zeros at padding
     key_attention: Tensor  # [B, heads, P*P]: attention on each sampled key, averaged over real queries
     patch_attention: Tensor  # [B, N]: attention each patch received through the keys (sums to 1 per bag)
+    maps: Tensor | None = None  # [B, heads, N, P*P]: every query's attention, when asked for (keep_maps)
 
 
 class GroupProjection(nn.Module):
@@ -109,21 +111,20 @@ class PositionBias(nn.Module):
         """key_x, key_y [B, groups, K]; constant [B, heads, 1, K] is added to every query's logits; reach
         bounds |query - key| per axis. Returns (chunk, head) -> a new logits tensor [B, n, K]."""
         per_group = constant.shape[1] // key_x.shape[1]
-        if self.kind == "cpb":
-            pos_x, pos_y = layout.normalised_positions()
-
-            def joint(sl: slice, head: int) -> Tensor:
-                group, out = divmod(head, per_group)
-                dx = pos_x[:, sl, None] - key_x[:, group, None, :]
-                dy = pos_y[:, sl, None] - key_y[:, group, None, :]
-                bias = self.mlp(_signed_log(torch.stack([dx, dy], dim=-1)))[..., out]  # [B, n, K]
-                return bias + constant[:, head]
-
-            return joint
         batch = key_x.shape[0]
         device = key_x.device
         columns = _normalise(torch.arange(layout.grid_width, device=device).expand(batch, -1), layout.width)
         rows = _normalise(torch.arange(layout.grid_height, device=device).expand(batch, -1), layout.height)
+        if self.kind == "cpb":
+
+            def joint(sl: slice, head: int) -> Tensor:
+                """The reference's MLP for every query and key, fused (cpb.py): [B, n, K]."""
+                group, out = divmod(head, per_group)
+                tables = cpb_tables(self.mlp, columns, rows, key_x[:, group], key_y[:, group])
+                bias = fused_cpb(self.mlp, tables, layout.col[:, sl], layout.row[:, sl], out)
+                return bias + constant[:, head]
+
+            return joint
         # [heads, B * lines, K]: one contiguous row per (bag, grid line); a query's bias is two row reads
         table_x = (self._table(self.mlp_x, columns, key_x, reach) + constant).transpose(0, 1).flatten(1, 2)
         table_y = self._table(self.mlp_y, rows, key_y, reach).transpose(0, 1).flatten(1, 2)
@@ -221,6 +222,13 @@ class DeformableAttention(nn.Module):
         )
         return offsets.reshape(batch, self.groups, 2, -1)
 
+    def _grid_position(self, key: Tensor, extent: Tensor) -> Tensor:
+        """Key positions in [-1, 1] units -> fractional grid cells [B, g, K] of each bag."""
+        extent = extent.to(key.dtype)[:, None, None]
+        if self.config.lattice == "align_corners_false":  # -1 and 1 are the outer edges of the map
+            return ((key + 1) * extent - 1) / 2
+        return (key + 1) / 2 * (extent - 1)
+
     def _sample(
         self, tokens: Tensor, layout: TokenLayout, x: Tensor, y: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -246,16 +254,23 @@ class DeformableAttention(nn.Module):
             neighbours = table[cell]
         mass = weights.sum(-1)
         sampled = torch.einsum("bgkn,bgknc->bgkc", weights, neighbours)
+        if self.config.off_map_keys == "zeros":
+            return sampled, mass, cell, weights
         return sampled / mass.clamp_min(MIN_KEY_MASS).unsqueeze(-1), mass, cell, weights
 
-    def forward(self, tokens: Tensor, layout: TokenLayout, query: Tensor | None = None) -> DeformableOutput:
+    def forward(
+        self, tokens: Tensor, layout: TokenLayout, query: Tensor | None = None, keep_maps: bool = False
+    ) -> DeformableOutput:
+        """keep_maps: also return the full attention maps (the released consistency loss needs them)."""
         # grid positions and interpolation weights need float32: a bf16 position is off by cells
         with torch.autocast(tokens.device.type, enabled=False):
-            result = self._attend(tokens.float(), layout, None if query is None else query.float())
+            result = self._attend(tokens.float(), layout, None if query is None else query.float(), keep_maps)
         result.out = result.out.to(tokens.dtype)
         return result
 
-    def _attend(self, tokens: Tensor, layout: TokenLayout, query: Tensor | None) -> DeformableOutput:
+    def _attend(
+        self, tokens: Tensor, layout: TokenLayout, query: Tensor | None, keep_maps: bool = False
+    ) -> DeformableOutput:
         c = self.config
         batch, n, dim = tokens.shape
         side = c.key_side
@@ -265,9 +280,7 @@ class DeformableAttention(nn.Module):
         origin = -1.0 if side > 1 else 0.0
         key_x = origin + (lattice.repeat(side) + offsets[:, :, 0]) * spacing  # [B, g, K] in [-1, 1] units
         key_y = origin + (lattice.repeat_interleave(side) + offsets[:, :, 1]) * spacing
-        span_x = (layout.width - 1).to(tokens.dtype)[:, None, None]
-        span_y = (layout.height - 1).to(tokens.dtype)[:, None, None]
-        grid_x, grid_y = (key_x + 1) / 2 * span_x, (key_y + 1) / 2 * span_y
+        grid_x, grid_y = self._grid_position(key_x, layout.width), self._grid_position(key_y, layout.height)
         sampled, mass, cell, weights = self._sample(tokens, layout, grid_x, grid_y)
 
         per_key = sampled.transpose(1, 2)  # [B, K, g, Cs]: the projections act on the group axis
@@ -278,8 +291,11 @@ class DeformableAttention(nn.Module):
         keys_t = (keys * self.scale).permute(1, 0, 3, 2)  # [heads, B, hd, K]
         per_group = self.heads // self.groups
         valid = mass > MIN_KEY_MASS  # [B, g, K]
+        if c.off_map_keys == "zeros":  # the released code: every key counts, read as zeros off the map
+            valid = torch.ones_like(valid)
         has_key = valid.any(-1, keepdim=True)  # a group that sampled no occupied cell attends to nothing
-        key_bias = torch.where(valid, mass.clamp_min(MIN_KEY_MASS).log(), float("-inf"))
+        log_mass = mass.clamp_min(MIN_KEY_MASS).log() if c.off_map_keys == "renormalise" else 0.0
+        key_bias = torch.where(valid, log_mass, float("-inf"))
         key_bias = torch.where(has_key, key_bias, torch.zeros_like(key_bias))
         constant = key_bias.repeat_interleave(per_group, dim=1).unsqueeze(2)  # [B, heads, 1, K]
         if query is not None:
@@ -298,13 +314,13 @@ class DeformableAttention(nn.Module):
         if not bool(has_key.all()):
             silent = has_key.repeat_interleave(per_group, dim=1).to(tokens.dtype)  # [B, heads, 1]
 
-        def chunk(sl: slice) -> tuple[Tensor, Tensor]:
+        def chunk(sl: slice) -> tuple[Tensor, Tensor, Tensor | None]:
             """One chunk of queries, one head at a time: only [B, n, K] scores exist at once."""
             mask = layout.mask[:, sl]
             count = mask.shape[1]
             weight = mask.to(tokens.dtype).unsqueeze(1)  # [B, 1, n]
             q = None if query is not None else self._queries(tokens[:, sl])  # [heads, B, n, hd]
-            out, key_mass = None, []
+            out, key_mass, maps = None, [], []
             for h in range(self.heads):
                 logits = position(sl, h)
                 if q is not None:
@@ -312,6 +328,8 @@ class DeformableAttention(nn.Module):
                 attn = torch.softmax(logits, dim=-1)  # [B, n or 1, K]
                 if silent is not None:
                     attn = attn * silent[:, h, None]
+                if keep_maps:
+                    maps.append(attn.expand(batch, count, -1))
                 if attn.shape[1] == count:
                     key_mass.append(weight @ attn)
                 else:
@@ -324,21 +342,25 @@ class DeformableAttention(nn.Module):
                 else:
                     out = out.baddbmm_(dropped, values_out[h])
             assert out is not None
-            return out.expand(batch, count, dim) * mask.unsqueeze(-1), torch.cat(key_mass, dim=1)
+            full = torch.stack(maps, dim=1) if keep_maps else None
+            return out.expand(batch, count, dim) * mask.unsqueeze(-1), torch.cat(key_mass, dim=1), full
 
-        outs, key_mass = [], tokens.new_zeros(batch, self.heads, side * side)
+        outs, map_parts, key_mass = [], [], tokens.new_zeros(batch, self.heads, side * side)
         recompute = torch.is_grad_enabled() and n > c.query_chunk
         for start in range(0, max(n, 1), c.query_chunk):
             sl = slice(start, start + c.query_chunk)
-            part, mass_part = checkpoint(chunk, sl, use_reentrant=False) if recompute else chunk(sl)
+            part, mass_part, map_part = checkpoint(chunk, sl, use_reentrant=False) if recompute else chunk(sl)
             outs.append(part)
+            if map_part is not None:
+                map_parts.append(map_part)
             key_mass = key_mass + mass_part
         out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
         real = layout.mask.sum(1).clamp_min(1).to(tokens.dtype)[:, None, None]
         key_attention = key_mass / real
         with torch.no_grad():
             patch = self._patch_attention(layout, key_attention, weights, mass, cell)
-        return DeformableOutput(out, key_attention, patch)
+        maps = torch.cat(map_parts, dim=2) if map_parts else None
+        return DeformableOutput(out, key_attention, patch, maps)
 
     def _patch_attention(
         self, layout: TokenLayout, key_attention: Tensor, weights: Tensor, mass: Tensor, cell: Tensor

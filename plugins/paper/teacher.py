@@ -21,7 +21,7 @@ from histo.plugins.models.omics import SNN
 
 from .branch import require_slides, view_layout
 from .configs import DmfConfig
-from .consistency import magnification_consistency
+from .consistency import check_full_maps, magnification_consistency
 from .deformable import DeformableAttention
 from .layout import TokenLayout
 from .views import combine_views
@@ -49,6 +49,7 @@ class TeacherBranch(nn.Module):
     def __init__(self, feature_dim: int, groups: list[str], config: DmfConfig) -> None:
         super().__init__()
         dim = config.dim
+        self.keep_maps = False  # set by the teacher when the full-map consistency loss needs the maps
         self.groups = groups
         self.project = nn.Sequential(nn.Linear(feature_dim, dim), nn.ReLU())
         self.norm = nn.LayerNorm(dim)  # shared pre-norm of patches, gene embeddings and fused tokens
@@ -62,22 +63,24 @@ class TeacherBranch(nn.Module):
 
     def forward(
         self, features: Tensor, layout: TokenLayout, omics: Mapping[str, Tensor]
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
-        """-> subspace features {g: [B, dim]}, key-attention summaries {g: [B, heads, P*P]} and patch
-        attention {g: [B, N]}."""
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        """-> subspace features {g: [B, dim]}, key-attention summaries {g: [B, heads, P*P]}, patch
+        attention {g: [B, N]} and, when keep_maps is set, the full maps {g: [B, heads, N, P*P]}."""
         tokens = self.norm(self.project(features))
-        streams, summaries, patches = [], {}, {}
+        streams, summaries, patches, maps = [], {}, {}, {}
         for g in self.groups:
-            result = self.cross[g](tokens, layout, query=self.norm(omics[g]))
+            result = self.cross[g](tokens, layout, query=self.norm(omics[g]), keep_maps=self.keep_maps)
             streams.append(omics[g].unsqueeze(1) + result.out)
             summaries[g] = result.key_attention
+            if result.maps is not None:
+                maps[g] = result.maps
             patches[g] = result.patch_attention
         fused = self.norm(self.fuse(torch.cat(streams, dim=-1)))
         subspaces = {}
         for g in self.groups:
             pooled = self.readout[g](fused, self.norm(omics[g]).unsqueeze(1), layout.mask)
             subspaces[g] = torch.tanh(self.poolers[g](self.out_norm(pooled)))
-        return subspaces, summaries, patches
+        return subspaces, summaries, patches, maps
 
 
 class DmfTeacher(nn.Module):
@@ -95,7 +98,13 @@ class DmfTeacher(nn.Module):
         if omics_encoder is None:
             self.omics = nn.ModuleDict(
                 {
-                    g: SNN(n, config.omics_hidden, dim, config.omics_dropout)
+                    g: SNN(
+                        n,
+                        config.omics_hidden,
+                        dim,
+                        config.omics_dropout,
+                        elu_tail=config.omics_tail == "elu_alphadropout",
+                    )
                     for g, n in dims.omics_groups.items()
                 }
             )
@@ -128,10 +137,15 @@ class DmfTeacher(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         omics = self.encode_omics(batch["omics"])
+        full_maps: dict[str, dict[str, Tensor]] = {}
+        consistency = len(self.views) > 1 and self.config.consistency_weight > 0
+        full_map = consistency and self.config.consistency == "full_map"
         subspaces, summaries, embeddings, view_logits, attention, group_attention = {}, {}, {}, {}, {}, {}
         for view in self.views:
             layout = view_layout(batch, view, self.config)
-            features, summary, patches = self.branches[view](batch["features"][view], layout, omics)
+            self.branches[view].keep_maps = full_map
+            features, summary, patches, maps = self.branches[view](batch["features"][view], layout, omics)
+            full_maps[view] = maps
             subspaces[view] = features
             summaries[view] = summary
             embeddings[view] = torch.cat([features[g] for g in self.groups], dim=1)
@@ -147,8 +161,11 @@ class DmfTeacher(nn.Module):
             "group_attention": group_attention,
             "key_attention": summaries,
         }
-        if len(self.views) > 1 and self.config.consistency_weight > 0:
-            out["aux_loss"] = magnification_consistency(summaries, self.config.consistency_weight)
+        if full_map:
+            check_full_maps(full_maps)
+        if consistency:
+            compared = full_maps if full_map else summaries
+            out["aux_loss"] = magnification_consistency(compared, self.config.consistency_weight)
         return out
 
 

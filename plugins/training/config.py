@@ -27,7 +27,15 @@ class OptimConfig(_Config):
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     momentum: float = Field(0.9, ge=0, description="sgd only")
-    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    schedule: Literal["cosine", "constant", "step", "cosine_steps"] = Field(
+        "cosine",
+        description="learning-rate schedule per epoch (cosine to 0 over the epochs, constant, step), or "
+        "'cosine_steps': stepped after every optimiser step with period `period_steps`, as the paper's "
+        "released code does (CosineAnnealingLR(T_max=10) stepped per batch: a 20-step cycle)",
+    )
+    period_steps: int = Field(
+        10, ge=1, description="cosine_steps only: optimiser steps from the top of the cosine to 0"
+    )
     warmup_epochs: int = Field(0, ge=0)
     step_size: int = Field(10, ge=1, description="epochs between decays, step schedule only")
     gamma: float = Field(0.1, gt=0, description="decay factor, step schedule only")

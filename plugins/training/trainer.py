@@ -57,6 +57,8 @@ def make_schedule(
     """Per-epoch learning-rate factor: linear warm-up, then cosine / constant / step."""
 
     def factor(epoch: int) -> float:
+        if config.schedule == "cosine_steps":  # `epoch` counts optimiser steps here (see fit)
+            return 0.5 * (1 + math.cos(math.pi * epoch / config.period_steps))
         if epoch < config.warmup_epochs:
             return (epoch + 1) / (config.warmup_epochs + 1)
         if config.schedule == "cosine":
@@ -202,6 +204,7 @@ def fit(
         teacher.requires_grad_(False)
     optimizer = make_optimizer(model, loop.optimizer)
     schedule = make_schedule(optimizer, loop.optimizer, loop.epochs)
+    per_step = loop.optimizer.schedule == "cosine_steps"
     metric = loop.early_stopping.metric or default_metric(task)
     mode = loop.early_stopping.mode or ("min" if metric.endswith("loss") else "max")
     result = FitResult(best_epoch=-1, best_score=-math.inf, metric=metric)
@@ -268,9 +271,14 @@ def fit(
             losses.append(float(loss.detach()))
             if step % loop.accumulate == 0:
                 _update(trained, model, optimizer, loop, coordinator, out, batch["target"])
+                if per_step:
+                    schedule.step()
         if step % loop.accumulate:  # the last, partial accumulation (a stream's length is not known ahead)
             _update(trained, model, optimizer, loop, coordinator, out, batch["target"])
-        schedule.step()
+            if per_step:
+                schedule.step()
+        if not per_step:
+            schedule.step()
 
         val_metrics: dict[str, float] = {}
         if validating:
