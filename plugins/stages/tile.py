@@ -170,6 +170,8 @@ class TileStage(Stage[TileConfig]):
             failures = self._qc.finish()
         by_id = {row.slide_id: row for row in rows}
         for failed_id, exc in failures:  # the slide fails, as when drawing its image in line did
+            # ... unless the machine failed (a full disk): then the stage fails and a rerun retries
+            raise_if_environment(exc, ctx.out_dir / "qc" / f"{failed_id}.png")
             row = by_id[failed_id]
             row.status, row.error = "failed", f"QC image: {type(exc).__name__}: {exc}"
             self._drop(ctx, row, magnifications)
