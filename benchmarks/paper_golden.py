@@ -35,7 +35,7 @@ GENES = {"tumour": 59, "microenvironment": 361}
 
 def seeded_state(shapes: list[tuple[str, list[int]]], seed: int) -> dict[str, Tensor]:
     """Weights for the key names and shapes, in order: N(0, 1/fan_in) for matrices and kernels, 1 + 0.1 N
-    for LayerNorm scales, 0.1 N for other vectors. Kept in sync with tests/test_paper_reference.py."""
+    for LayerNorm scales, 0.1 N for other vectors. tests/test_paper_reference.py imports this function."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for name, shape in shapes:

@@ -3,6 +3,7 @@ from the released code (seeded weights, seeded input), loaded through the strict
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -22,23 +23,17 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "paper_golden.json").read_
 FEATURES, CLASSES, VIEWS = 1024, 4, ("10x", "20x")
 
 
-def seeded_state(shapes: list[tuple[str, list[int]]], seed: int) -> dict[str, Tensor]:
-    """The generator's weights (benchmarks/paper_golden.py: keep the two in sync)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, shape in shapes:
-        value = torch.randn(shape, generator=g)
-        if len(shape) >= 2:
-            fan_in = 1
-            for size in shape[1:]:
-                fan_in *= size
-            value = value / fan_in**0.5
-        elif "norm.weight" in name:
-            value = 1 + 0.1 * value
-        else:
-            value = 0.1 * value
-        state[name] = value
-    return state
+def _golden_generator() -> Any:
+    """benchmarks/paper_golden.py, which drew the golden file's weights: one `seeded_state` for both."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_golden.py"
+    spec = importlib.util.spec_from_file_location("paper_golden", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+seeded_state = _golden_generator().seeded_state
 
 
 def seeded_batch() -> dict[str, Any]:
