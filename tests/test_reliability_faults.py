@@ -162,10 +162,13 @@ def test_a_stage_passing_the_error_to_record_failure_fails_instead(tmp_path: Pat
 def test_failures_are_summarised_by_reason() -> None:
     records = [{"item": f"P{i}", "reason": "no expression row in omics.csv"} for i in range(600)]
     records += [{"item": s, "reason": f"slide {s}: no patch"} for s in ("S1", "S2")]
+    records += [{"item": "broken.svs", "reason": "cannot open broken.svs: not a TIFF file"}]
     lines = summarise_failures(records)
     assert lines[0] == "600 skipped: no expression row in omics.csv (e.g. P0, P1, P2, ...)"
     assert lines[1] == "2 skipped: slide <item>: no patch (e.g. S1, S2)"
-    assert len(lines) == 3 and "failures.jsonl" in lines[2]
+    # met once: the reason as written, the item's own name in it
+    assert lines[2] == "1 skipped: cannot open broken.svs: not a TIFF file (broken.svs)"
+    assert len(lines) == 4 and "failures.jsonl" in lines[3]
 
 
 def test_an_all_empty_gene_names_the_gene_and_drop_gene(tmp_path: Path) -> None:

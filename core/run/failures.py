@@ -24,16 +24,20 @@ def summarise_failures(records: Iterable[dict[str, Any]]) -> list[str]:
     """Lines like `12 skipped: no expression row in omics.csv (e.g. P01, P02, P07)`, commonest first."""
     counts: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
+    first_reason: dict[str, str] = {}
     for record in records:
         key = _pattern(record)
         counts[key] += 1
         examples.setdefault(key, [])
+        first_reason.setdefault(key, str(record.get("reason", "")))
         if len(examples[key]) < EXAMPLES:
             examples[key].append(str(record.get("item", "")))
     lines = []
     for key, count in counts.most_common(MAX_REASONS):
         shown = ", ".join(examples[key]) + (", ..." if count > EXAMPLES else "")
-        lines.append(f"{count} skipped: {key} ({'e.g. ' if count > 1 else ''}{shown})")
+        # A reason met once reads best as it was written, with the item's real name in it.
+        reason = key if count > 1 else first_reason[key]
+        lines.append(f"{count} skipped: {reason} ({'e.g. ' if count > 1 else ''}{shown})")
     rest = counts.most_common()[MAX_REASONS:]
     if rest:
         lines.append(f"{sum(c for _, c in rest)} skipped for {len(rest)} other reason(s)")
