@@ -102,7 +102,7 @@ def ours(
         image, downsample = qc.thumbnail(slide, QC_SIZE)
 
         def draw() -> None:
-            qc.render(image, downsample, mask, grids).save(out / "qc.png", format="PNG", compress_level=1)
+            qc.save(qc.render(image, downsample, mask, grids), out / "qc.png")
 
         if writer is not None:
             writer.submit(case.name, draw)

@@ -298,7 +298,7 @@ class TileStage(Stage[TileConfig]):
 
             def draw(target: Path = outputs[-1]) -> None:
                 with atomic_path(target) as tmp:
-                    qc.render(thumbnail, downsample, mask, grids).save(tmp, format="PNG", compress_level=1)
+                    qc.save(qc.render(thumbnail, downsample, mask, grids), tmp)
 
             self._qc.submit(row.slide_id, draw)
         row.status = "ok"
