@@ -55,3 +55,13 @@ def test_render_keeps_overlay_colours_exact_and_the_thumbnail_close(tmp_path: Pa
     untouched = ~outline & ~np.any([(picture == c).all(-1) for c in qc.COLOURS], axis=0)
     error = np.abs(picture[untouched] - thumbnail[untouched].astype(int))
     assert error.mean() < 6 and error.max() < 48, "the quantised thumbnail stays close to the slide"
+
+
+def test_the_tile_stages_warm_up_imports_what_the_first_outputs_need() -> None:
+    import sys
+
+    from histo.plugins.tiling.warm import warm_up
+
+    thread = warm_up()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and "h5py" in sys.modules and "PIL.PngImagePlugin" in sys.modules
