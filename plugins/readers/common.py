@@ -100,14 +100,24 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
 def read_pool() -> ThreadPoolExecutor:
-    """Threads for concurrent strip reads, started once per process (a forked child starts its own)."""
+    """Threads for concurrent strip reads, started once per process."""
     global _pool
     with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(usable_cores(), thread_name_prefix="histo-read"))
-        return _pool[1]
+        if _pool is None:
+            _pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="histo-read")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads (and maybe a lock taken mid-fork): start afresh."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
