@@ -298,6 +298,30 @@ def repeat(n: int, run: Callable[..., tuple[float, T]], *args: Any, per: int = 1
     return timing, result
 
 
+Job = tuple[Callable[..., tuple[float, Any]], tuple[Any, ...], int]  # run, its arguments, slides a call
+
+
+def interleaved(n: int, jobs: dict[str, Job]) -> dict[str, tuple[Timing, Any]]:
+    """`repeat` for several methods at once, taking turns (one run of each per round, after one warm-up
+    run of each), so that a change in the machine's load falls on all of them alike."""
+    for run, args, _ in jobs.values():
+        run(*args)
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in jobs}
+    results: dict[str, Any] = {}
+    for _ in range(n):
+        for name, (run, args, per) in jobs.items():
+            user, kernel = cpu_seconds()
+            seconds, results[name] = run(*args)
+            after = cpu_seconds()
+            samples[name].append((seconds, (after[0] - user) / per, (after[1] - kernel) / per))
+    out = {}
+    for name, runs in samples.items():
+        walls = [wall for wall, _, _ in runs]
+        cpu = statistics.median(u for _, u, _ in runs), statistics.median(k for _, _, k in runs)
+        out[name] = (Timing(statistics.median(walls), min(walls), *cpu), results[name])
+    return out
+
+
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -378,8 +402,9 @@ def main() -> int:
     report["load_before"] = os.getloadavg()
     print(f"machine: {report['machine']}")
     print(f"command: {report['command']}")
-    print(f"repeats: {repeats} (fresh slide handle each time); 'x base' is this row's median over the first")
-    print("baseline's: the target is 0.5 or less with the QC image on; CPU seconds are per slide\n")
+    print(f"repeats: {repeats}, methods taking turns (fresh slide handle each time); 'x base' is this row's")
+    print("median over the first baseline's: the target is 0.5 or less with the QC image on; CPU seconds")
+    print("(user and kernel, this process and its children) are per slide, medians\n")
     print("| slide | method | magnifications | patches | seconds: median (best) | user s | sys s | x base |")
     print("|---|---|---|---|---|---|---|---|")
     rows_out: list[dict[str, Any]] = []
@@ -389,20 +414,30 @@ def main() -> int:
             with OpenSlideReader().open(case.path, case.mpp_override) as slide:
                 dims = slide.dimensions
             baselines: list[tuple[str, str, str, Timing]] = []
+            jobs: dict[str, Job] = {}  # the baseline first in every round
             if clam_dir is not None:
-                seconds, (count, coords, size) = repeat(repeats, clam, case, clam_dir, out)
-            ours_one, grids_one = repeat(repeats, ours, case, ONE_MAG, out)
-            ours_two, grids_two = repeat(repeats, ours, case, TWO_MAGS, out)
-            qc_reads, _ = repeat(repeats, ours, case, TWO_MAGS, out, "reads")
-            qc_streamed, _ = repeat(repeats, ours_streamed, case, TWO_MAGS, out, per=STREAMED)
-            qc_slide = None if args.quick else repeat(repeats, ours, case, TWO_MAGS, out, "slide")[0]
+                jobs["clam"] = (clam, (case, clam_dir, out), 1)
+            if clam_dir is None or args.naive:
+                jobs["naive"] = (naive, (case, TWO_MAGS, out), 1)
+            jobs["one"] = (ours, (case, ONE_MAG, out), 1)
+            jobs["two"] = (ours, (case, TWO_MAGS, out), 1)
+            if not args.quick:
+                jobs["slide"] = (ours, (case, TWO_MAGS, out, "slide"), 1)
+            jobs["reads"] = (ours, (case, TWO_MAGS, out, "reads"), 1)
+            jobs["streamed"] = (ours_streamed, (case, TWO_MAGS, out), STREAMED)
+            timed = interleaved(repeats, jobs)
+            ours_one, grids_one = timed["one"]
+            ours_two, grids_two = timed["two"]
+            qc_reads, qc_streamed = timed["reads"][0], timed["streamed"][0]
+            qc_slide = timed["slide"][0] if "slide" in timed else None
             if clam_dir is not None:
+                seconds, (count, coords, size) = timed["clam"]
                 fine = grids_one[0]
                 iou = coverage_iou(fine.coords, fine.plan.patch_size_level0, coords, size, dims)
                 label = f"CLAM seg+patch (coverage IoU with ours {iou:.2f})"
                 baselines.append((label, "0.5 µm/px", str(count), seconds))
-            if clam_dir is None or args.naive:
-                seconds, counts = repeat(repeats, naive, case, TWO_MAGS, out)
+            if "naive" in timed:
+                seconds, counts = timed["naive"]
                 label = "+".join(str(v) for v in counts.values())
                 baselines.append(("NAIVE per-patch loop (not CLAM)", "10x+20x", label, seconds))
             two = "+".join(str(len(g)) for g in grids_two)
