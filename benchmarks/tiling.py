@@ -1,4 +1,5 @@
-"""Time tissue segmentation + tiling (256 px at 0.5 µm/px, and 10x + 20x together) against a baseline.
+"""Time tissue segmentation + tiling (256 px at 0.5 µm/px, and 10x + 20x together), with and
+without the tile stage's QC image, against CLAM in the same run.
 
 Slides: a 40,960 x 40,960 JPEG pyramidal TIFF at 0.25 µm/px made once by
 ../shared/bench/make_big_slide.py into a cache folder outside the repository (about 4 minutes and
@@ -9,12 +10,14 @@ and `process_contours` with create_patches_fp.py's default parameters, except th
 ours in µm², since CLAM's defaults drop every piece of the small SVS files), imported from a CLAM checkout
 named by --clam-dir or $CLAM_DIR (it needs opencv-python-headless and tqdm, benchmark-only installs).
 Without CLAM the script says so and falls back to a naive per-patch Python loop over our own mask.
-Both sides get a fresh slide handle per repeat (no warm tile cache) and both write their coords files.
-With the tile stage's QC image on, histo is timed twice: its thumbnail read from the slide again
-(before) and cut from the regions the segmenter read (`tiling/reads.py`), drawn in line or, as the
-stage does, on a background thread while the next slide is tiled (per slide over 3 in a row).
+Both sides get a fresh slide handle per repeat (no warm tile cache) and both write their coords files;
+CLAM writes no QC image. With the QC image, histo is timed drawing it in line and, as the tile stage
+does, on a background thread while the next slide is tiled (per slide over 3 in a row, every image
+written). Every row gives wall seconds and the CPU seconds of the process and its children (user and
+kernel), medians over the repeats. Last, the first slide in a fresh process against the next ones.
 
-usage: python benchmarks/tiling.py [--cache-dir DIR] [--clam-dir DIR] [--repeats N] [--naive] [--no-big]
+usage: python benchmarks/tiling.py [--quick] [--json PATH] [--cache-dir DIR] [--clam-dir DIR]
+                                   [--repeats N] [--naive] [--no-big]
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -102,7 +107,7 @@ def ours(
         image, downsample = qc.thumbnail(slide, QC_SIZE)
 
         def draw() -> None:
-            qc.render(image, downsample, mask, grids).save(out / "qc.png", format="PNG", compress_level=1)
+            qc.save(qc.render(image, downsample, mask, grids), out / "qc.png")
 
         if writer is not None:
             writer.submit(case.name, draw)
@@ -113,8 +118,11 @@ def ours(
     return seconds, grids
 
 
+STREAMED = 3  # slides in a row for the background QC timing
+
+
 def ours_streamed(
-    case: Case, mags: list[Magnification], out: Path, slides: int = 3
+    case: Case, mags: list[Magnification], out: Path, slides: int = STREAMED
 ) -> tuple[float, list[Grid]]:
     """Per-slide seconds of tiling the slide `slides` times in a row as the tile stage does: QC from the
     segmenter's reads, drawn in the background while the next slide is tiled, all images written."""
@@ -258,21 +266,60 @@ def coverage_iou(a: np.ndarray, size_a: int, b: np.ndarray, size_b: int, dims: t
 class Timing:
     median: float
     best: float
+    user: float  # CPU seconds in user mode (this process and its children), median over the runs
+    sys: float  # CPU seconds in the kernel, likewise
 
     def __str__(self) -> str:
         return f"{self.median:.3f} ({self.best:.3f})"
 
 
-def repeat(n: int, run: Callable[..., tuple[float, T]], *args: Any) -> tuple[Timing, T]:
+def cpu_seconds() -> tuple[float, float]:
+    """User and kernel CPU seconds so far of this process (all threads) and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + children.ru_utime, own.ru_stime + children.ru_stime
+
+
+def repeat(n: int, run: Callable[..., tuple[float, T]], *args: Any, per: int = 1) -> tuple[Timing, T]:
     """Median and best seconds of `n` runs after a warm-up (imports, page cache; every run opens a
-    fresh handle, so OpenSlide's tile cache is cold each time), and the last run's result."""
+    fresh handle, so OpenSlide's tile cache is cold each time), their CPU time (divided by `per`, the
+    slides one call tiles), and the last result."""
     run(*args)
-    times, result = [], None
+    times, users, kernels, result = [], [], [], None
     for _ in range(n):
+        user, kernel = cpu_seconds()
         seconds, result = run(*args)
+        after = cpu_seconds()
         times.append(seconds)
+        users.append((after[0] - user) / per)
+        kernels.append((after[1] - kernel) / per)
     assert result is not None
-    return Timing(statistics.median(times), min(times)), result
+    cpu = statistics.median(users), statistics.median(kernels)
+    timing = Timing(statistics.median(times), min(times), *cpu)
+    return timing, result
+
+
+Job = tuple[Callable[..., tuple[float, Any]], tuple[Any, ...], int]  # run, its arguments, slides a call
+
+
+def interleaved(n: int, jobs: dict[str, Job]) -> dict[str, tuple[Timing, Any]]:
+    """`repeat` for several methods at once, taking turns (one run of each per round, after one warm-up
+    run of each), so that a change in the machine's load falls on all of them alike."""
+    for run, args, _ in jobs.values():
+        run(*args)
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in jobs}
+    results: dict[str, Any] = {}
+    for _ in range(n):
+        for name, (run, args, per) in jobs.items():
+            user, kernel = cpu_seconds()
+            seconds, results[name] = run(*args)
+            after = cpu_seconds()
+            samples[name].append((seconds, (after[0] - user) / per, (after[1] - kernel) / per))
+    out = {}
+    for name, runs in samples.items():
+        walls = [wall for wall, _, _ in runs]
+        cpu = statistics.median(u for _, u, _ in runs), statistics.median(k for _, _, k in runs)
+        out[name] = (Timing(statistics.median(walls), min(walls), *cpu), results[name])
+    return out
 
 
 def machine() -> str:
@@ -291,14 +338,45 @@ def machine() -> str:
     )
 
 
+def first_slide(case: Case, warm: bool) -> dict[str, float]:
+    """In a fresh process: seconds to import what the tile stage imports, then of tiling the slide with
+    its QC image in line three times (the stage's warm-up of h5py and PNG started first, or not): wall and
+    CPU seconds of the first and the best of the next two."""
+    code = f"""
+import json, sys, tempfile, time
+from pathlib import Path
+start = time.perf_counter()
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+import tiling as bench
+imports = time.perf_counter() - start
+case = bench.Case({case.name!r}, Path({str(case.path)!r}), {case.mpp_override!r})
+if {warm!r}:
+    from histo.plugins.tiling.warm import warm_up
+    warm_up()
+walls, cpus = [], []
+with tempfile.TemporaryDirectory() as tmp:
+    for _ in range(3):
+        before = sum(bench.cpu_seconds())
+        walls.append(bench.ours(case, bench.TWO_MAGS, Path(tmp), "reads")[0])
+        cpus.append(sum(bench.cpu_seconds()) - before)
+print(json.dumps({{"imports": imports, "first": walls[0], "next": min(walls[1:]),
+                  "first_cpu": cpus[0], "next_cpu": min(cpus[1:])}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "histo-bench")
     parser.add_argument("--clam-dir", type=Path, default=os.environ.get("CLAM_DIR"))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="3 repeats; no grid-only, 'read again' rows")
+    parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
     parser.add_argument("--naive", action="store_true", help="also time the naive loop when CLAM is there")
     parser.add_argument("--no-big", action="store_true", help="skip the 40,960 px slide")
     args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
 
     cases = [] if args.no_big else [Case("big-40960", big_slide(args.cache_dir), None)]
     cases += [
@@ -319,51 +397,113 @@ def main() -> int:
     if clam_dir is None:
         print("CLAM not available (set CLAM_DIR): the baseline is a NAIVE per-patch Python loop, not CLAM")
 
-    print(f"machine: {machine()}")
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"repeats: {args.repeats} (fresh slide handle each time); ratios use the first baseline\n")
-    print("| slide | method | magnifications | patches | seconds: median (best) | baseline / this |")
-    print("|---|---|---|---|---|---|")
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    report: dict[str, Any] = {"machine": machine(), "command": command}
+    report["load_before"] = os.getloadavg()
+    print(f"machine: {report['machine']}")
+    print(f"command: {report['command']}")
+    print(f"repeats: {repeats}, methods taking turns (fresh slide handle each time); 'x base' is this row's")
+    print("median over the first baseline's: the target is 0.5 or less with the QC image on; CPU seconds")
+    print("(user and kernel, this process and its children) are per slide, medians\n")
+    print("| slide | method | magnifications | patches | seconds: median (best) | user s | sys s | x base |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows_out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for case in cases:
             with OpenSlideReader().open(case.path, case.mpp_override) as slide:
                 dims = slide.dimensions
-            ours_one, grids_one = repeat(args.repeats, ours, case, ONE_MAG, out)
-            ours_two, grids_two = repeat(args.repeats, ours, case, TWO_MAGS, out)
-            qc_slide, _ = repeat(args.repeats, ours, case, TWO_MAGS, out, "slide")
-            qc_reads, _ = repeat(args.repeats, ours, case, TWO_MAGS, out, "reads")
-            qc_streamed, _ = repeat(args.repeats, ours_streamed, case, TWO_MAGS, out)
             baselines: list[tuple[str, str, str, Timing]] = []
+            jobs: dict[str, Job] = {}  # the baseline first in every round
             if clam_dir is not None:
-                seconds, (count, coords, size) = repeat(args.repeats, clam, case, clam_dir, out)
+                jobs["clam"] = (clam, (case, clam_dir, out), 1)
+            if clam_dir is None or args.naive:
+                jobs["naive"] = (naive, (case, TWO_MAGS, out), 1)
+            jobs["one"] = (ours, (case, ONE_MAG, out), 1)
+            jobs["two"] = (ours, (case, TWO_MAGS, out), 1)
+            if not args.quick:
+                jobs["slide"] = (ours, (case, TWO_MAGS, out, "slide"), 1)
+            jobs["reads"] = (ours, (case, TWO_MAGS, out, "reads"), 1)
+            jobs["streamed"] = (ours_streamed, (case, TWO_MAGS, out), STREAMED)
+            timed = interleaved(repeats, jobs)
+            ours_one, grids_one = timed["one"]
+            ours_two, grids_two = timed["two"]
+            qc_reads, qc_streamed = timed["reads"][0], timed["streamed"][0]
+            qc_slide = timed["slide"][0] if "slide" in timed else None
+            if clam_dir is not None:
+                seconds, (count, coords, size) = timed["clam"]
                 fine = grids_one[0]
                 iou = coverage_iou(fine.coords, fine.plan.patch_size_level0, coords, size, dims)
                 label = f"CLAM seg+patch (coverage IoU with ours {iou:.2f})"
                 baselines.append((label, "0.5 µm/px", str(count), seconds))
-            if clam_dir is None or args.naive:
-                seconds, counts = repeat(args.repeats, naive, case, TWO_MAGS, out)
+            if "naive" in timed:
+                seconds, counts = timed["naive"]
                 label = "+".join(str(v) for v in counts.values())
                 baselines.append(("NAIVE per-patch loop (not CLAM)", "10x+20x", label, seconds))
             two = "+".join(str(len(g)) for g in grids_two)
             rows = [
                 *baselines,
-                ("ours", "0.5 µm/px", str(len(grids_one[0])), ours_one),
-                ("ours", "10x+20x", two, ours_two),
-                ("ours + QC image, thumbnail read again (before)", "10x+20x", two, qc_slide),
-                ("ours + QC image from the segmenter's reads, in line", "10x+20x", two, qc_reads),
-                ("ours + QC from the reads, drawn in the background (default)", "10x+20x", two, qc_streamed),
+                ("histo", "0.5 µm/px", str(len(grids_one[0])), ours_one),
+                ("histo, no QC", "10x+20x", two, ours_two),
+            ]
+            if qc_slide is not None:
+                rows.append(("histo + QC, thumbnail read again (old way)", "10x+20x", two, qc_slide))
+            rows += [
+                ("histo + QC drawn in line", "10x+20x", two, qc_reads),
+                ("histo + QC in the background (tile stage default)", "10x+20x", two, qc_streamed),
             ]
             base = baselines[0][3].median
-            for method, mags, patches, seconds in rows:
-                ratio = base / seconds.median
-                print(f"| {case.name} | {method} | {mags} | {patches} | {seconds} | {ratio:.2f} |")
+            for method, mags, patches, t in rows:
+                ratio = t.median / base
+                cpu = f"{t.user:.3f} | {t.sys:.3f}"
+                print(f"| {case.name} | {method} | {mags} | {patches} | {t} | {cpu} | {ratio:.2f} |")
+                rows_out.append(
+                    {
+                        "slide": case.name,
+                        "method": method,
+                        "magnifications": mags,
+                        "patches": patches,
+                        "median_s": t.median,
+                        "best_s": t.best,
+                        "user_s": t.user,
+                        "sys_s": t.sys,
+                        "x_baseline": ratio,
+                    }
+                )
             sys.stdout.flush()
-    print("\n| slide | what | per-patch loop: median (best) | vectorised: median (best) | speed-up | check |")
-    print("|---|---|---|---|---|---|")
-    for case in cases:
-        grid_only(case, args.repeats)
+    report["rows"] = rows_out
+
+    print("\nFirst slide in a fresh process (QC in line), against the next ones in the same process:\n")
+    print("| slide | warm-up | imports s | first slide s | next (best) | first - next | CPU s: first, next |")
+    print("|---|---|---|---|---|---|---|")
+    report["first_slide"] = []
+    for case in cases[-2:] if args.quick else cases:
+        for warm in (False, True):
+            numbers = statistics_of([first_slide(case, warm) for _ in range(2 if args.quick else 3)])
+            extra = numbers["first"] - numbers["next"]
+            times = f"{numbers['imports']:.3f} | {numbers['first']:.3f} | {numbers['next']:.3f}"
+            cpu = f"{numbers['first_cpu']:.3f}, {numbers['next_cpu']:.3f}"
+            print(f"| {case.name} | {'on' if warm else 'off'} | {times} | {extra:+.3f} | {cpu} |")
+            report["first_slide"].append({"slide": case.name, "warm_up": warm, **numbers, "extra_s": extra})
+            sys.stdout.flush()
+
+    if not args.quick:
+        loop, vectorised = "per-patch loop: median (best)", "vectorised: median (best)"
+        print(f"\n| slide | what | {loop} | {vectorised} | speed-up | check |")
+        print("|---|---|---|---|---|---|")
+        for case in cases:
+            grid_only(case, repeats)
+    report["load_after"] = os.getloadavg()
+    print(f"\nload average after: {', '.join(f'{v:.1f}' for v in report['load_after'])}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
     return 0
+
+
+def statistics_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Medians of each number over a few fresh processes."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 if __name__ == "__main__":

@@ -215,3 +215,36 @@ def test_real_slides(slides_dir: Path, name: str, override: float | None, low: f
     assert mask_mpp == pytest.approx(8.0, rel=0.05)
     assert mask.mask.shape == (round(height / mask.downsample), round(width / mask.downsample))
     assert low < mask.tissue_fraction < high
+
+
+@pytest.mark.parametrize(
+    "name,mpp,downsample",
+    [
+        ("cmu-1-small-region.svs", None, 16.0),
+        ("cmu-1-small-region.svs", None, 2.9),
+        ("tcga-cr-7395-01a-01-ts1.svs", 0.25, 32.0),
+    ],
+)
+def test_concurrent_strip_reads_equal_one_read(
+    slides_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, mpp: float | None, downsample: float
+) -> None:
+    """Strips decoded on several threads give the pixels of one sequential read (the TCGA slide's
+    level 1 is 2.0005x, where strips would shift: it is read in one piece)."""
+    monkeypatch.setattr(reader_common, "usable_cores", lambda: 3)
+    with OpenSlideReader().open(slides_dir / name, mpp) as slide:
+        assert slide.concurrent_reads
+        calls: list[tuple[int, int]] = []
+        read = slide.read_region
+
+        def counting(location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+            calls.append(size)
+            return read(location, level, size)
+
+        monkeypatch.setattr(slide, "read_region", counting)
+        together, together_downsample = reader_common.read_downsampled(slide, downsample)
+        strips = len(calls)
+        monkeypatch.setattr(slide, "concurrent_reads", False)
+        alone, alone_downsample = reader_common.read_downsampled(slide, downsample)
+    assert strips == (1 if name.startswith("tcga") else 3) and len(calls) == strips + 1
+    np.testing.assert_array_equal(together, alone)
+    assert together_downsample == alone_downsample

@@ -28,6 +28,9 @@ class Slide(ABC):
 
     path: Path
     slide_id: str
+    # True when `read_region` may be called from several threads at once (OpenSlide handles may):
+    # whole-slide overviews are then decoded in strips on all free cores. Off unless a reader says so.
+    concurrent_reads: bool = False
 
     @property
     @abstractmethod

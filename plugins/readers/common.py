@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
 
 
 STRIP_BYTES = 64 * 2**20  # read a level in strips of about this size, so memory stays bounded
+MIN_STRIP_ROWS = 128  # strips shared out between cores are at least this high: each read has a fixed cost
 
 
 def read_downsampled(slide: Slide, downsample: float) -> tuple[np.ndarray, float]:
@@ -59,6 +63,10 @@ def read_downsampled(slide: Slide, downsample: float) -> tuple[np.ndarray, float
 
     Reads the most downsampled level that is still at least as detailed, then box-averages by an
     integer factor, strip by strip, so a slide without a pyramid never needs its full level 0 in memory.
+    A slide that allows concurrent reads has its strips decoded on all the cores this process may use
+    (decoding is most of the time of segmentation and QC), where strips give the same pixels as one
+    read: on levels whose downsample is a whole number (elsewhere a strip's level-0 origin falls
+    between pixels, and readers interpolate).
     """
     level = 0
     for index, value in enumerate(slide.level_downsamples):
@@ -68,9 +76,48 @@ def read_downsampled(slide: Slide, downsample: float) -> tuple[np.ndarray, float
     factor = max(1, round(downsample / level_downsample))
     width, height = slide.level_dimensions[level]
     rows = max(factor, (STRIP_BYTES // (3 * width)) // factor * factor)
-    strips = []
-    for top in range(0, height, rows):
-        strip = slide.read_region((0, round(top * level_downsample)), level, (width, min(rows, height - top)))
-        strips.append(np.asarray(Image.fromarray(strip).reduce(factor)) if factor > 1 else strip)
+    workers = usable_cores() if slide.concurrent_reads and float(level_downsample).is_integer() else 1
+    if workers > 1:
+        share = -(-height // workers)
+        rows = min(rows, max(-(-share // factor) * factor, -(-MIN_STRIP_ROWS // factor) * factor))
+
+    def strip(top: int) -> np.ndarray:
+        size = (width, min(rows, height - top))
+        pixels = slide.read_region((0, round(top * level_downsample)), level, size)
+        return np.asarray(Image.fromarray(pixels).reduce(factor)) if factor > 1 else pixels
+
+    tops = range(0, height, rows)
+    strips = list(read_pool().map(strip, tops)) if workers > 1 and len(tops) > 1 else [strip(t) for t in tops]
     image = strips[0] if len(strips) == 1 else np.concatenate(strips, axis=0)
     return image, slide.level_dimensions[0][0] / image.shape[1]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def read_pool() -> ThreadPoolExecutor:
+    """Threads for concurrent strip reads, started once per process."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="histo-read")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads (and maybe a lock taken mid-fork): start afresh."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)

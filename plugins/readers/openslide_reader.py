@@ -27,6 +27,8 @@ def _positive(value: str | None) -> float | None:
 
 
 class OpenSlideSlide(Slide):
+    concurrent_reads = True  # OpenSlide handles are thread-safe and decode outside the GIL
+
     def __init__(
         self,
         path: Path,

@@ -28,6 +28,7 @@ from histo.plugins.tiling.inputs import SLIDE_EXTENSIONS
 from histo.plugins.tiling.magnification import Magnification, MagnificationField, nest
 from histo.plugins.tiling.qc_writer import QcWriter
 from histo.plugins.tiling.reads import DEFAULT_BUDGET_BYTES, RecordingSlide
+from histo.plugins.tiling.warm import warm_up
 from histo.recipe.refs import InputPath, SlideReaderRef, StageRef, TissueSegmenterRef
 from histo.run import raise_if_environment
 
@@ -160,6 +161,8 @@ class TileStage(Stage[TileConfig]):
         mine = paths[ctx.rank :: ctx.world_size]  # under torchrun each process tiles its share
         rows = []
         self._qc = QcWriter()
+        if mine:
+            warm_up()  # h5py and the PNG encoder, imported while the first slide is decoded
         try:
             for path in ctx.progress(mine, description="tile"):
                 row = SlideRow(slide_id(path), path.absolute(), mpp_override=overrides.get(slide_id(path)))
@@ -298,7 +301,7 @@ class TileStage(Stage[TileConfig]):
 
             def draw(target: Path = outputs[-1]) -> None:
                 with atomic_path(target) as tmp:
-                    qc.render(thumbnail, downsample, mask, grids).save(tmp, format="PNG", compress_level=1)
+                    qc.save(qc.render(thumbnail, downsample, mask, grids), tmp)
 
             self._qc.submit(row.slide_id, draw)
         row.status = "ok"

@@ -9,6 +9,8 @@ same pixels); others go to the slide. Regions are kept up to `budget_bytes` in a
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from histo.interfaces import Mpp, Slide
@@ -25,7 +27,12 @@ class RecordingSlide(Slide):
         self._budget = budget_bytes
         self._kept: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # level -> (x, y, pixels)
         self._bytes = 0
+        self._lock = threading.Lock()  # strips may be read from several threads at once
         self.reused = 0
+
+    @property
+    def concurrent_reads(self) -> bool:
+        return self._slide.concurrent_reads
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
@@ -64,22 +71,25 @@ class RecordingSlide(Slide):
         return out if out is not None and covered.all() else None
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        found = self._from_kept(location, level, size)
-        if found is not None:
-            self.reused += 1
-            return found
+        with self._lock:
+            found = self._from_kept(location, level, size)
+            if found is not None:
+                self.reused += 1
+                return found
         region = self._slide.read_region(location, level, size)
         level_location = self._level_xy(location, level)
         exact = tuple(round(v * self._slide.level_downsamples[level]) for v in level_location)
-        if exact == tuple(location) and self._bytes + region.nbytes <= self._budget:
-            self._kept.setdefault(level, []).append((*level_location, region.copy()))
-            self._bytes += region.nbytes
+        with self._lock:
+            if exact == tuple(location) and self._bytes + region.nbytes <= self._budget:
+                self._kept.setdefault(level, []).append((*level_location, region.copy()))
+                self._bytes += region.nbytes
         return region
 
     def forget(self) -> None:
         """Drop the kept regions (their memory) once nothing more will be read at their scale."""
-        self._kept.clear()
-        self._bytes = 0
+        with self._lock:
+            self._kept.clear()
+            self._bytes = 0
 
     def close(self) -> None:
         self.forget()

@@ -70,8 +70,23 @@ def odd_window(microns: float, mpp: float) -> int:
     return 2 * math.floor((pixels - 1) / 2 + 0.5) + 1 if pixels >= 1 else 1
 
 
-def _box_mean(mask: np.ndarray, size: int) -> np.ndarray:
-    return ndimage.uniform_filter(mask.astype(np.float32), size=size, mode="nearest")
+def box_count(mask: np.ndarray, size: int) -> np.ndarray:
+    """Set pixels in the `size` x `size` window centred on each pixel (odd `size`), the image extended
+    by repeating its border pixels (scipy's mode "nearest").
+
+    Separable sums of shifted slices in the smallest integer type that holds them: 5x faster than
+    `ndimage.uniform_filter`'s float lines at the windows used here (5-9 px), with exact counts.
+    """
+    radius, (height, width) = size // 2, mask.shape
+    dtype = np.uint8 if size * size <= 255 else np.int32
+    padded = np.pad(mask, radius, mode="edge").astype(dtype)
+    rows = padded[:, :width].copy()
+    for shift in range(1, size):
+        rows += padded[:, shift : shift + width]
+    counts = rows[:height].copy()
+    for shift in range(1, size):
+        counts += rows[shift : shift + height]
+    return counts
 
 
 def median_binary(mask: np.ndarray, size: int) -> np.ndarray:
@@ -79,15 +94,15 @@ def median_binary(mask: np.ndarray, size: int) -> np.ndarray:
 
     Thresholding commutes with the median, so this equals thresholding a median-smoothed image.
     """
-    return mask if size <= 1 else _box_mean(mask, size) > 0.5
+    return mask if size <= 1 else box_count(mask, size) > size * size // 2
 
 
 def close_binary(mask: np.ndarray, size: int) -> np.ndarray:
     """Morphological closing with a square window: dilation (any in window), then erosion (all in window)."""
     if size <= 1:
         return mask
-    dilated = _box_mean(mask, size) > 0.5 / size**2
-    return _box_mean(dilated, size) > 1 - 0.5 / size**2
+    dilated = box_count(mask, size) > 0
+    return box_count(dilated, size) == size * size
 
 
 def fill_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
