@@ -28,6 +28,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import queue as queue_module
 import resource
 import time
 from collections.abc import Callable
@@ -146,9 +147,32 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     queue = ctx.Queue()
     process = ctx.Process(target=_run, args=(job, queue))
     process.start()
-    result = queue.get()
+    while True:  # a child that dies (out of memory, a bad file) must not leave us waiting forever
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not process.is_alive():
+                raise SystemExit(
+                    f"the {job['method']} measurement of {job.get('path', job.get('n'))} failed "
+                    f"(exit code {process.exitcode}); its error is printed above"
+                ) from None
     process.join()
     return result
+
+
+def check_feature_file(path: Path) -> None:
+    """A clear error before any measurement: the file exists and holds a 2-d `features` dataset."""
+    import h5py
+
+    if not path.is_file():
+        raise SystemExit(
+            f"--features: {path} is not a file (make one with recipes/dense_patch_features.yaml)"
+        )
+    with h5py.File(path, "r") as handle:
+        features = handle.get("features")
+        if features is None or len(features.shape) != 2 or features.shape[0] < 2:
+            raise SystemExit(f"--features: {path} has no 2-d `features` dataset of patches x dims")
 
 
 def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
@@ -212,6 +236,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.dense_sizes, args.agreement_sizes, args.skip_exact = [2500, 5000], [10000, 20000], True
+    for path in args.features:
+        check_feature_file(path)
 
     common = {"dim": args.dim, "chunk": args.chunk, "threads": args.threads, "probe": 16}
     top = max(args.tokens)
@@ -219,8 +245,9 @@ def main() -> None:
 
     def report(result: dict[str, Any], extra: str = "") -> None:
         rows.append({**result, "note": extra})
+        probe = result["probe"] if result["method"] == "fast" else "-"
         print(
-            f"{result['method']:>7}  N={result['n']:>7,}  probe={result['probe']:>3}  "
+            f"{result['method']:>7}  N={result['n']:>7,}  probe={probe:>3}  "
             f"{result['seconds']:8.2f} s (user {result['user_s']:7.2f}, sys {result['sys_s']:5.2f})  "
             f"peak +{result['peak_mib']:7.1f} MiB  {extra}",
             flush=True,
