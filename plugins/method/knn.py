@@ -18,7 +18,8 @@ the distance matrix at a time, so memory is O(chunk x N) while the result is the
    token, exactly as with the reference's global maximum (proof in docs/method-components.md).
 4. centres = the top-K tokens by density x delta; each token joins its nearest centre.
 
-`dpc_knn_approximate` replaces step 1 by an inverted-file search (O(N^1.5 D) with sqrt(N) cells), then
+`dpc_knn_approximate` replaces step 1 by an inverted-file search over k-means cells (O(N^1.5 D) with
+sqrt(N) cells), then
 re-searches exactly the few tokens that can become centres. `dpc_knn_dense` is the reference's
 O(N^2)-memory formulation, kept to test and benchmark against. Everything here runs without autograd:
 choosing centres is discrete.
@@ -152,9 +153,9 @@ def approximate_neighbours(
     Cells: `cells` landmark tokens drawn at random (seeded), moved by `iterations` k-means (Lloyd)
     steps on a seeded sample of `LLOYD_SAMPLE` tokens per cell, each token in the cell of its nearest
     landmark. The k-means steps make cells compact, so the `probe` nearest cells hold more of a token's
-    true neighbours. Dense regions get many landmarks, so cells
-    stay small where the density peaks are. Work O(n x probe x n / cells x D) instead of O(n^2 x D).
-    Each token's own cell is searched first, and cells are added until at least m candidates are found.
+    true neighbours; dense regions get many landmarks, so cells stay small where the density peaks
+    are. Work O(n x probe x n / cells x D) instead of O(n^2 x D). Each token's own cell is searched
+    first, and cells are added until at least m candidates are found.
     The tokens are sorted by cell once, so that each cell's rows are one contiguous block, and
     candidates are ranked by |c|^2 - 2 r.c (the row's own |r|^2 does not change its ranking): only
     the m kept distances get the row term.
