@@ -19,10 +19,9 @@ the distance matrix at a time, so memory is O(chunk x N) while the result is the
 4. centres = the top-K tokens by density x delta; each token joins its nearest centre.
 
 `dpc_knn_approximate` replaces step 1 by an inverted-file search over k-means cells (O(N^1.5 D) with
-sqrt(N) cells), then
-re-searches exactly the few tokens that can become centres. `dpc_knn_dense` is the reference's
-O(N^2)-memory formulation, kept to test and benchmark against. Everything here runs without autograd:
-choosing centres is discrete.
+sqrt(N) cells), then re-searches exactly the few tokens that can become centres. `dpc_knn_dense` is
+the reference's O(N^2)-memory formulation, kept to test and benchmark against. Everything here runs
+without autograd: choosing centres is discrete.
 """
 
 from __future__ import annotations
