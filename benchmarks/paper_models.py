@@ -237,7 +237,7 @@ def large_bag(patches: int, threads: int | None, device: str = "cpu") -> dict[st
     if threads:
         torch.set_num_threads(threads)
     aggregator = use_plugins()
-    model = our_student({"name": aggregator, "params": {"k": 5, "tokens": 2, "exact": False}}, view="20x")
+    model = our_student({"name": aggregator, "params": {"k": 5, "tokens": 2}}, view="20x")  # the default
     side = int((patches * 2.2) ** 0.5)  # tissue covers ~45% of the bounding box
     batch = {
         "features": {"20x": torch.randn(1, patches, FEATURES)},

@@ -47,7 +47,7 @@ def ragged_batch(lengths: list[int], n: int = 40, dim: int = 8) -> tuple[torch.T
 AGGREGATORS = [
     ("dpc_knn", {"tokens": 3}),
     ("dpc_knn", {"tokens": 3, "chunk_size": 7}),
-    ("dpc_knn", {"tokens": 3, "exact": False, "cells": 5, "probe": 2}),
+    ("dpc_knn", {"tokens": 3, "exact": False, "exact_below": 0, "cells": 5, "probe": 2}),
     ("topk_merge", {"tokens": 3}),
 ]
 
@@ -91,7 +91,7 @@ def test_padding_content_is_ignored(name: str, params: dict) -> None:
     assert torch.allclose(first["tokens"], second["tokens"])
 
 
-@pytest.mark.parametrize(("name", "params"), [a for a in AGGREGATORS if a[1].get("exact", True)])
+@pytest.mark.parametrize(("name", "params"), [a for a in AGGREGATORS if a[1].get("exact_below") != 0])
 def test_permuting_tokens_permutes_the_assignment(name: str, params: dict) -> None:
     tokens, mask = ragged_batch([40])
     module = build(name, 8, **params)
@@ -222,6 +222,70 @@ def test_approximate_search_recall_and_determinism() -> None:
     centres, assignment = dpc_knn_approximate(x, 6, 5, 256, cells=45, probe=8, seed=3)
     assert torch.equal(assignment, assign_to_centres(x, centres, 256))
     assert torch.equal(centres, dpc_knn(x, 6, 5, 256)[0])  # separated clusters: the same centres
+
+
+def mixture(n: int, dim: int, seed: int) -> torch.Tensor:
+    """LayerNorm'd tokens of a 16-component Gaussian mixture with uneven sizes and spreads (overlapping)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(16, dim, generator=g) * 0.6
+    spread = 0.5 + torch.rand(16, generator=g)
+    share = torch.rand(16, generator=g) + 0.2
+    which = torch.multinomial(share / share.sum(), n, replacement=True, generator=g)
+    x = centres[which] + spread[which, None] * torch.randn(n, dim, generator=g)
+    return torch.nn.functional.layer_norm(x, (dim,))
+
+
+def adjusted_rand(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Adjusted Rand index of two labelings (1: the same partition)."""
+    table = torch.zeros(int(a.max()) + 1, int(b.max()) + 1, dtype=torch.float64)
+    table.index_put_((a, b), torch.ones(a.numel(), dtype=torch.float64), accumulate=True)
+
+    def pairs(v: torch.Tensor) -> float:
+        return float((v * (v - 1) / 2).sum())
+
+    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = rows * cols / (a.numel() * (a.numel() - 1) / 2)
+    return (index - expected) / ((rows + cols) / 2 - expected)
+
+
+def test_fast_search_agrees_with_exact_on_a_fixed_bag() -> None:
+    # 12,000 overlapping 32-d tokens: the fast search misses 12% of the 5 nearest neighbours, yet the
+    # centres it picks are the exact ones at K = 2 and K = 8 (measured: identical, ARI 1.000)
+    x = mixture(12_000, 32, seed=0)
+    exact_centres, _ = dpc_knn(x, 8, 5, 1024)
+    found = approximate_neighbours(x, 32, cells=110, probe=16, chunk=1024, seed=0)
+    truth = nearest_neighbours(x, 5, 1024, rows=torch.arange(0, 12_000, 40))
+    recall = (found.index[::40, :5].unsqueeze(2) == truth.index.unsqueeze(1)).any(2).float().mean()
+    assert recall < 0.95  # the search is approximate on this bag, so the agreement below is earned
+    fast_centres, _ = dpc_knn_approximate(x, 8, 5, 1024, None, 16, 0)
+    for k in (2, 8):
+        assert set(fast_centres[:k].tolist()) == set(exact_centres[:k].tolist())
+        fast = assign_to_centres(x, fast_centres[:k], 1024)
+        assert adjusted_rand(assign_to_centres(x, exact_centres[:k], 1024), fast) >= 0.999
+
+
+def test_default_is_fast_above_exact_below_and_exact_under_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from histo.plugins.method import aggregators
+
+    calls: list[int] = []
+
+    def spy(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(x.shape[0])
+        return dpc_knn_approximate(x, *args)
+
+    monkeypatch.setattr(aggregators, "dpc_knn_approximate", spy)
+    assert DpcKnnConfig().exact is False
+    x = mixture(600, 16, seed=1)
+    tokens, mask = x.unsqueeze(0), torch.ones(1, 600, dtype=torch.bool)
+    small = build("dpc_knn", 16, tokens=4)  # 600 tokens <= exact_below: the exact search, same result
+    exact = build("dpc_knn", 16, tokens=4, exact=True)
+    assert torch.equal(small(tokens, mask)["assignment"], exact(tokens, mask)["assignment"])
+    assert calls == []
+    fast = build("dpc_knn", 16, tokens=4, exact_below=100, cells=6, probe=1)
+    normed = fast.scorer.norm(tokens)[0].detach()
+    _, joined = dpc_knn_approximate(normed, 4, 5, 1024, 6, 1, 0)
+    assert torch.equal(fast(tokens, mask)["assignment"][0], joined)
+    assert calls == [600]
 
 
 def test_registered_with_the_default_plugins(histo_plugins: Plugins) -> None:

@@ -91,7 +91,7 @@ class DpcKnnMerge(nn.Module):
             if real.numel() == 0:
                 continue
             x = normed[b, real].float()
-            if c.exact:
+            if c.exact or x.shape[0] <= c.exact_below:
                 _, joined = dpc_knn(x, num_tokens, c.k, c.chunk_size)
             else:
                 _, joined = dpc_knn_approximate(x, num_tokens, c.k, c.chunk_size, c.cells, c.probe, c.seed)

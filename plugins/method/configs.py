@@ -43,12 +43,19 @@ class DpcKnnConfig(_Config):
         "chunk_size x N x 4 bytes instead of the N x N of a full distance matrix.",
     )
     exact: bool = Field(
-        True,
-        description="True: exact DPC-kNN over all tokens (O(N^2 D) time, O(chunk_size x N) memory). "
-        "False: the k nearest neighbours (hence the densities) come from an inverted-file search over "
-        "`cells` cells, `probe` cells per token (O(N x probe x N/cells x D)); the distance to the nearest "
-        "denser token stays exact for the tokens that can become centres. Its agreement with exact is "
-        "measured in docs/performance.md.",
+        False,
+        description="True: exact DPC-kNN over all tokens (O(N^2 D) time, O(chunk_size x N) memory), the "
+        "setting that reproduces results made before the approximate search became the default. "
+        "False: bags of more than `exact_below` tokens get their k nearest neighbours (hence the "
+        "densities) from an inverted-file search over `cells` cells, `probe` cells per token "
+        "(O(N^1.5 D)); the densities and the distance to the nearest denser token stay exact for the "
+        "tokens that can become centres. Its agreement with exact is measured in docs/performance.md.",
+    )
+    exact_below: int = Field(
+        8192,
+        ge=0,
+        description="With `exact: false`, bags of at most this many tokens still use the exact search: "
+        "there it costs well under a second and gives the exact result (the paper's bags hold 2,500).",
     )
     cells: int | None = Field(
         None, ge=1, description="Cells of the approximate search (default ceil(sqrt(N)) per bag)."

@@ -18,10 +18,10 @@ the distance matrix at a time, so memory is O(chunk x N) while the result is the
    token, exactly as with the reference's global maximum (proof in docs/method-components.md).
 4. centres = the top-K tokens by density x delta; each token joins its nearest centre.
 
-`dpc_knn_approximate` replaces step 1 by an inverted-file search (O(N^1.5 D) with sqrt(N) cells), then
-re-searches exactly the few tokens that can become centres. `dpc_knn_dense` is the reference's
-O(N^2)-memory formulation, kept to test and benchmark against. Everything here runs without autograd:
-choosing centres is discrete.
+`dpc_knn_approximate` replaces step 1 by an inverted-file search over k-means cells (O(N^1.5 D) with
+sqrt(N) cells), then re-searches exactly the few tokens that can become centres. `dpc_knn_dense` is
+the reference's O(N^2)-memory formulation, kept to test and benchmark against. Everything here runs
+without autograd: choosing centres is discrete.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ _DIRECT_TOPK_COLUMNS = 4096  # below this many columns a plain topk is as fast
 CANDIDATES = 32  # nearest neighbours kept per token for the nearest-denser search
 REFINE_FACTOR, REFINE_EXTRA = 4, 64  # the approximation re-searches exactly the best 4 K + 64 tokens
 REFINE_NEIGHBOURS = 16  # ... and their 16 nearest (a true peak hides next to a token that looked denser)
+LLOYD_STEPS = 2  # k-means steps that move the approximate search's landmarks to the centres of their cells
+LLOYD_SAMPLE = 64  # ... computed on this many tokens per cell (a seeded sample), so they cost O(n D)
 
 
 @dataclass(frozen=True)
@@ -141,48 +143,73 @@ def assign_to_centres(x: Tensor, centres: Tensor, chunk: int, centres_x: Tensor 
     return assignment
 
 
-def approximate_neighbours(x: Tensor, m: int, cells: int, probe: int, chunk: int, seed: int) -> Neighbours:
+def approximate_neighbours(
+    x: Tensor, m: int, cells: int, probe: int, chunk: int, seed: int, iterations: int = LLOYD_STEPS
+) -> Neighbours:
     """Approximate m nearest tokens by an inverted-file search (the candidate neighbours of a token are
     the members of the `probe` cells nearest to its own cell).
 
-    Cells: `cells` landmark tokens drawn at random (seeded), each token in the cell of its nearest
-    landmark. Dense regions get many landmarks, so cells stay small where the density peaks are.
-    Work O(n x probe x n / cells x D) instead of O(n^2 x D). Each token's own cell is searched first,
-    and cells are added until at least m candidates are found.
+    Cells: `cells` landmark tokens drawn at random (seeded), moved by `iterations` k-means (Lloyd)
+    steps on a seeded sample of `LLOYD_SAMPLE` tokens per cell, each token in the cell of its nearest
+    landmark. The k-means steps make cells compact, so the `probe` nearest cells hold more of a token's
+    true neighbours; dense regions get many landmarks, so cells stay small where the density peaks
+    are. Work O(n x probe x n / cells x D) instead of O(n^2 x D). Each token's own cell is searched
+    first, and cells are added until at least m candidates are found.
+    The tokens are sorted by cell once, so that each cell's rows are one contiguous block, and
+    candidates are ranked by |c|^2 - 2 r.c (the row's own |r|^2 does not change its ranking): only
+    the m kept distances get the row term.
     """
     n = x.shape[0]
     cells = max(1, min(cells, n))
     generator = torch.Generator().manual_seed(seed)
-    landmarks = x[torch.randperm(n, generator=generator)[:cells].to(x.device)]
+    shuffled = torch.randperm(n, generator=generator).to(x.device)
+    landmarks = x[shuffled[:cells]]
+    sample = x[shuffled[: LLOYD_SAMPLE * cells]]
+    for _ in range(iterations):
+        members = assign_to_centres(sample, torch.arange(0), chunk, centres_x=landmarks)
+        landmarks = _cell_means(sample, members, landmarks)
     cell = assign_to_centres(x, torch.arange(0), chunk, centres_x=landmarks)
     order = torch.argsort(cell, stable=True)
     counts = torch.bincount(cell, minlength=cells)
     starts = torch.cumsum(counts, 0) - counts
     l_sq = (landmarks * landmarks).sum(1)
     nearest_cells = torch.argsort(_sq_dists(landmarks, l_sq, landmarks, l_sq), dim=1, stable=True)
-    sq = (x * x).sum(1)
+    xs = x[order]  # tokens sorted by cell
+    sq = (xs * xs).sum(1)
     sq_dists = torch.full((n, m), math.inf, dtype=x.dtype, device=x.device)
-    index = torch.arange(n, device=x.device).unsqueeze(1).repeat(1, m)
+    index = order.unsqueeze(1).repeat(1, m)  # in sorted positions; mapped back at the end
+    position_range = torch.arange(n, device=x.device)
     counts_list, starts_list = counts.tolist(), starts.tolist()
-    for c in range(cells):
+    for c, q_order in enumerate(nearest_cells.tolist()):
         if counts_list[c] == 0:
             continue
-        rows = order[starts_list[c] : starts_list[c] + counts_list[c]]
         chosen, total = [], 0
-        for q in nearest_cells[c].tolist():
+        for q in q_order:
             if counts_list[q]:
-                chosen.append(order[starts_list[q] : starts_list[q] + counts_list[q]])
+                chosen.append(position_range[starts_list[q] : starts_list[q] + counts_list[q]])
                 total += counts_list[q]
             if len(chosen) >= probe and total >= m:
                 break
         candidates = torch.cat(chosen)
-        for start in range(0, rows.numel(), chunk):
-            part = rows[start : start + chunk]
-            block = _sq_dists(x[part], sq[part], x[candidates], sq[candidates])
+        cand_x, cand_sq = xs[candidates], sq[candidates]
+        begin, stop = starts_list[c], starts_list[c] + counts_list[c]
+        for start in range(begin, stop, chunk):
+            end = min(start + chunk, stop)
+            block = torch.addmm(cand_sq.unsqueeze(0), xs[start:end], cand_x.T, alpha=-2.0)
             values, position = _smallest(block, m)
-            sq_dists[part, : values.shape[1]] = values
-            index[part, : values.shape[1]] = candidates[position]
-    return Neighbours(sq_dists, index)
+            found = values.shape[1]
+            sq_dists[start:end, :found] = values.add_(sq[start:end].unsqueeze(1)).clamp_(min=0)
+            index[start:end, :found] = order[candidates[position]]
+    result_dists, result_index = torch.empty_like(sq_dists), torch.empty_like(index)
+    result_dists[order], result_index[order] = sq_dists, index
+    return Neighbours(result_dists, result_index)
+
+
+def _cell_means(x: Tensor, cell: Tensor, landmarks: Tensor) -> Tensor:
+    """The mean of each cell's tokens (a k-means step); an empty cell keeps its landmark."""
+    counts = torch.bincount(cell, minlength=landmarks.shape[0]).to(x.dtype).unsqueeze(1)
+    sums = torch.zeros_like(landmarks).index_add_(0, cell, x)
+    return torch.where(counts > 0, sums / counts.clamp_min(1), landmarks)
 
 
 def dpc_score(x: Tensor, neighbours: Neighbours, k: int, chunk: int) -> Tensor:
