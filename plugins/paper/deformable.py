@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .configs import DeformableConfig
 from .cpb import cpb_tables, fused_cpb
+from .dropout import AttentionDropout
 from .layout import TokenLayout, _normalise
 
 # a sampled key needs at least this much interpolation weight on occupied cells to count
@@ -64,6 +65,10 @@ class GroupProjection(nn.Module):
         """[B, n, in] -> [groups, B, n, out / groups], laid out for batched matrix products."""
         x = x.unflatten(-1, (self.groups, -1)).permute(2, 0, 1, 3) if self.grouped else x.unsqueeze(0)
         return torch.matmul(x, self.weight.unsqueeze(1))
+
+
+def _scaled(x: Tensor, factor: float) -> Tensor:
+    return x if factor == 1 else x * factor
 
 
 def _signed_log(d: Tensor) -> Tensor:
@@ -190,7 +195,7 @@ class DeformableAttention(nn.Module):
         self.position_bias = (
             None if c.position_bias == "none" else PositionBias(c.position_bias, c.position_hidden, per_group)
         )
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = AttentionDropout(c.dropout)
         self.scale = c.head_dim**-0.5
 
     def _heads(self, x: Tensor) -> Tensor:
@@ -288,6 +293,7 @@ class DeformableAttention(nn.Module):
         values = self._heads(self.to_v.project(per_key).transpose(1, 2))
         # the output projection folded into the values: out = bias + sum_h attn_h @ (v_h W_h^T)
         values_out = torch.einsum("bhkd,ehd->hbke", values, self.to_out.weight.view(dim, self.heads, -1))
+        values_out = _scaled(values_out, self.dropout.scale())  # dropout's 1/(1-p), once per key
         keys_t = (keys * self.scale).permute(1, 0, 3, 2)  # [heads, B, hd, K]
         per_group = self.heads // self.groups
         valid = mass > MIN_KEY_MASS  # [B, g, K]
@@ -334,7 +340,7 @@ class DeformableAttention(nn.Module):
                     key_mass.append(weight @ attn)
                 else:
                     key_mass.append(attn * weight.sum(-1, keepdim=True))
-                dropped = self.dropout(attn)
+                dropped = self.dropout.zero(attn)
                 if out is None:
                     out = torch.baddbmm(
                         self.to_out.bias.expand(batch, attn.shape[1], dim), dropped, values_out[h]
