@@ -89,3 +89,38 @@ def test_checkpointed_chunks_redraw_the_same_masks(monkeypatch: pytest.MonkeyPat
         assert len(recomputed) == len(kept) > 0
         for a, b in zip(recomputed, kept, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_cross_attention_head_matches_autograd(dropout: float) -> None:
+    """The teacher's fused training path (separable bias, shared query) gives the outputs and gradients
+    of the unfused one (forced here by asking for the full maps), masks included."""
+    torch.manual_seed(0)
+    n = 300
+    cells = torch.randperm(40 * 40)[:n]
+    coords = torch.stack([cells % 40, cells // 40], dim=1).float()[None].expand(2, -1, -1) * 256
+    mask = torch.ones(2, n, dtype=torch.bool)
+    mask[1, 250:] = False  # padding in the second bag
+    layout = build_layout(mask, coords, "coords")
+    config = DeformableConfig(
+        heads=4, head_dim=8, offset_groups=2, offset_map_size=20, query_chunk=128, dropout=dropout
+    )
+    attention = DeformableAttention(32, config)
+    attention.train()
+    tokens, query = torch.randn(2, n, 32), torch.randn(2, 32, requires_grad=True)
+
+    def run(keep_maps: bool) -> list[torch.Tensor]:
+        attention.zero_grad(set_to_none=True)
+        query.grad = None
+        torch.manual_seed(7)
+        result = attention(tokens, layout, query=query, keep_maps=keep_maps)
+        weights = torch.linspace(0, 1, result.out.numel()).view_as(result.out)
+        (result.out * weights).sum().add(result.key_attention.square().sum()).backward()
+        grads = [p.grad.clone() for p in attention.parameters() if p.grad is not None]
+        assert query.grad is not None
+        return [result.out.detach(), result.key_attention.detach(), query.grad.clone(), *grads]
+
+    fused, unfused = run(False), run(True)
+    assert len(fused) == len(unfused) > 3
+    for a, b in zip(fused, unfused, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

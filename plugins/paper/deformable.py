@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from .configs import DeformableConfig
 from .cpb import cpb_tables, fused_cpb
 from .dropout import AttentionDropout
+from .fused_head import SeparableBias, separable_head
 from .layout import TokenLayout, _normalise
 
 # a sampled key needs at least this much interpolation weight on occupied cells to count
@@ -133,15 +134,7 @@ class PositionBias(nn.Module):
         # [heads, B * lines, K]: one contiguous row per (bag, grid line); a query's bias is two row reads
         table_x = (self._table(self.mlp_x, columns, key_x, reach) + constant).transpose(0, 1).flatten(1, 2)
         table_y = self._table(self.mlp_y, rows, key_y, reach).transpose(0, 1).flatten(1, 2)
-        first = torch.arange(batch, device=device)[:, None]
-
-        def separable(sl: slice, head: int) -> Tensor:
-            col = (first * layout.grid_width + layout.col[:, sl]).flatten()
-            row = (first * layout.grid_height + layout.row[:, sl]).flatten()
-            bias = table_x[head].index_select(0, col)
-            return bias.add_(table_y[head].index_select(0, row)).view(batch, -1, bias.shape[-1])
-
-        return separable
+        return SeparableBias(table_x, table_y, layout)
 
     @staticmethod
     def _table(mlp: nn.Module, query: Tensor, key: Tensor, reach: float) -> Tensor:
@@ -320,11 +313,31 @@ class DeformableAttention(nn.Module):
         if not bool(has_key.all()):
             silent = has_key.repeat_interleave(per_group, dim=1).to(tokens.dtype)  # [B, heads, 1]
 
+        # training the teacher's default on a bag too large to keep its scores: instead of recomputing whole
+        # chunks, one autograd function per head that rebuilds only the scores (fused_head.py)
+        fused = isinstance(position, SeparableBias) and query is not None and not keep_maps
+        fused = fused and torch.is_grad_enabled() and n > c.query_chunk
+
+        def fused_chunk(sl: slice, weight: Tensor) -> tuple[Tensor, Tensor, None]:
+            assert isinstance(position, SeparableBias)
+            ix, iy = position.indices(sl)
+            p = self.dropout.p if self.dropout.training else 0.0
+            out, key_mass = self.to_out.bias, []
+            for h in range(self.heads):
+                gate = None if silent is None else silent[:, h, None]
+                part, mass = separable_head(
+                    position.table_x[h], position.table_y[h], values_out[h], ix, iy, weight, gate, p
+                )
+                out, key_mass = out + part, [*key_mass, mass]
+            return out * layout.mask[:, sl].unsqueeze(-1), torch.cat(key_mass, dim=1), None
+
         def chunk(sl: slice) -> tuple[Tensor, Tensor, Tensor | None]:
             """One chunk of queries, one head at a time: only [B, n, K] scores exist at once."""
             mask = layout.mask[:, sl]
             count = mask.shape[1]
             weight = mask.to(tokens.dtype).unsqueeze(1)  # [B, 1, n]
+            if fused:
+                return fused_chunk(sl, weight)
             q = None if query is not None else self._queries(tokens[:, sl])  # [heads, B, n, hd]
             out, key_mass, maps = None, [], []
             for h in range(self.heads):
@@ -352,7 +365,7 @@ class DeformableAttention(nn.Module):
             return out.expand(batch, count, dim) * mask.unsqueeze(-1), torch.cat(key_mass, dim=1), full
 
         outs, map_parts, key_mass = [], [], tokens.new_zeros(batch, self.heads, side * side)
-        recompute = torch.is_grad_enabled() and n > c.query_chunk
+        recompute = torch.is_grad_enabled() and n > c.query_chunk and not fused
         for start in range(0, max(n, 1), c.query_chunk):
             sl = slice(start, start + c.query_chunk)
             part, mass_part, map_part = checkpoint(chunk, sl, use_reentrant=False) if recompute else chunk(sl)

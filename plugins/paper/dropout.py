@@ -10,7 +10,8 @@ torch's default generator, so `torch.manual_seed` still fixes every mask and a c
 The distribution is the same Bernoulli: a weight is kept when its word is below round((1 - p) x 2^32),
 so the keep probability is 1 - p to within 2^-32 (torch's own draw is exact to 2^-53; float32
 attention weights cannot tell). The random stream is not torch's: a seeded run draws other masks than
-before. On other devices a weight is kept where `rand(...) >= p` (torch's generator on that device).
+before. On other devices a weight is kept where `rand(...) >= p`, from a torch generator of that
+device seeded the same way.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from torch import Tensor, nn
 _WORD = 2**32
 
 
-def keep_mask(shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+def keep_mask(
+    shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype, seed: int | None = None
+) -> Tensor:
     """Tensor of `shape`: 1 with probability 1 - p (a kept weight), else 0. A 0/1 float mask, because
-    multiplying by it is 3-4x faster on the CPU than masked_fill with a bool one."""
+    multiplying by it is 3-4x faster on the CPU than masked_fill with a bool one. The same `seed` gives
+    the same mask; None draws one from torch's generator."""
+    if seed is None:
+        seed = int(torch.randint(0, 2**63 - 1, (1,)).item())  # torch's generator decides every mask
     if device.type != "cpu":
-        return (torch.rand(shape, device=device) >= p).to(dtype)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        return (torch.rand(shape, device=device, generator=generator) >= p).to(dtype)
     count = int(np.prod(shape, dtype=np.int64))
-    seed = int(torch.randint(0, 2**63 - 1, (1,)).item())  # torch's generator decides every mask
     words = np.random.SFC64(seed).random_raw((count + 1) // 2).view(np.uint32)[:count]
     keep = np.empty(count, dtype=np.float32)
     np.less(words, np.uint32(min(round((1 - p) * _WORD), _WORD - 1)), out=keep, casting="unsafe")
