@@ -169,16 +169,21 @@ def run_child(
 
 def report(results: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
     print(
-        "\n| patches | code | train s | train us/patch | user s | sys s | infer s | infer us/patch "
-        "| user s | sys s | peak MB (above start) |"
+        "\n| patches | code | train s | user s | sys s | train us/patch (wall, cpu) "
+        "| infer s | user s | sys s | infer us/patch (wall, cpu) | peak MB (above start) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        n, t, i = r["patches"], r["train"], r["infer"]
+        n, cells = r["patches"], []
+        for kind in ("train", "infer"):
+            k = r[kind]
+            cells.append(
+                f"{k['wall']:.2f} | {k['user']:.2f} | {k['sys']:.2f} "
+                f"| {k['wall'] / n * 1e6:.1f}, {(k['user'] + k['sys']) / n * 1e6:.1f}"
+            )
         print(
-            f"| {n:,} | {r['variant']} | {t['wall']:.2f} | {t['wall'] / n * 1e6:.1f} | {t['user']:.2f} "
-            f"| {t['sys']:.2f} | {i['wall']:.3f} | {i['wall'] / n * 1e6:.1f} | {i['user']:.2f} "
-            f"| {i['sys']:.2f} | {r['peak_mb']:,.0f} ({r['above_start_mb']:,.0f}) |"
+            f"| {n:,} | {r['variant']} | {cells[0]} | {cells[1]} "
+            f"| {r['peak_mb']:,.0f} ({r['above_start_mb']:,.0f}) |"
         )
     print("\nper-patch cost, largest / smallest over the sizes (flat = 1.0):")
     for variant in ("baseline", "current"):
