@@ -65,7 +65,7 @@ class _SeparableHead(torch.autograd.Function):
         grad_attn = grad_attn.baddbmm_(weight.transpose(1, 2), grad_mass)
         if silent is not None:
             grad_attn = grad_attn * silent
-        grad_logits = raw * (grad_attn - (grad_attn * raw).sum(-1, keepdim=True))
+        grad_logits = torch.ops.aten._softmax_backward_data(grad_attn, raw, -1, raw.dtype)
         flat = grad_logits.view(-1, shape[-1])
         grad_x = torch.zeros_like(table_x).index_add_(0, ix, flat)
         grad_y = torch.zeros_like(table_y).index_add_(0, iy, flat)
