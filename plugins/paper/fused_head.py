@@ -3,7 +3,7 @@
 With a query shared by every patch and the separable bias, a patch's scores are two table rows (its grid
 column's and its grid row's). Left to autograd, a head saves its N x K attention, dropout mask and dropped
 weights; on large bags the chunks are therefore recomputed in the backward pass, matrix products
-included, which made a training step cost a third more per patch above `query_chunk` patches. This
+included, which made a training step cost ~1.4x as much per patch above `query_chunk` patches. This
 function saves only the tables, the patches' row indices and the dropout seed, and its backward rebuilds
 the scores (two gathers, a softmax, the mask) but not the products: memory stays O(chunk) at every size
 and no product runs twice.
