@@ -73,8 +73,9 @@ class DeformableConfig(_Config):
     query_chunk: int = Field(
         16384,
         ge=1,
-        description="queries processed at once; bounds memory on large bags (chunks are recomputed in the "
-        "backward pass when gradients are needed)",
+        description="queries processed at once; bounds memory on large bags: above it, training recomputes "
+        "chunks in the backward pass (the teacher's default cross-attention rebuilds only its attention "
+        "scores, not its matrix products)",
     )
 
     @model_validator(mode="after")

@@ -20,6 +20,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .configs import DeformableConfig
 from .cpb import cpb_tables, fused_cpb
+from .dropout import AttentionDropout
+from .fused_head import SeparableBias, separable_head
 from .layout import TokenLayout, _normalise
 
 # a sampled key needs at least this much interpolation weight on occupied cells to count
@@ -64,6 +66,10 @@ class GroupProjection(nn.Module):
         """[B, n, in] -> [groups, B, n, out / groups], laid out for batched matrix products."""
         x = x.unflatten(-1, (self.groups, -1)).permute(2, 0, 1, 3) if self.grouped else x.unsqueeze(0)
         return torch.matmul(x, self.weight.unsqueeze(1))
+
+
+def _scaled(x: Tensor, factor: float) -> Tensor:
+    return x if factor == 1 else x * factor
 
 
 def _signed_log(d: Tensor) -> Tensor:
@@ -128,15 +134,7 @@ class PositionBias(nn.Module):
         # [heads, B * lines, K]: one contiguous row per (bag, grid line); a query's bias is two row reads
         table_x = (self._table(self.mlp_x, columns, key_x, reach) + constant).transpose(0, 1).flatten(1, 2)
         table_y = self._table(self.mlp_y, rows, key_y, reach).transpose(0, 1).flatten(1, 2)
-        first = torch.arange(batch, device=device)[:, None]
-
-        def separable(sl: slice, head: int) -> Tensor:
-            col = (first * layout.grid_width + layout.col[:, sl]).flatten()
-            row = (first * layout.grid_height + layout.row[:, sl]).flatten()
-            bias = table_x[head].index_select(0, col)
-            return bias.add_(table_y[head].index_select(0, row)).view(batch, -1, bias.shape[-1])
-
-        return separable
+        return SeparableBias(table_x, table_y, layout)
 
     @staticmethod
     def _table(mlp: nn.Module, query: Tensor, key: Tensor, reach: float) -> Tensor:
@@ -190,7 +188,7 @@ class DeformableAttention(nn.Module):
         self.position_bias = (
             None if c.position_bias == "none" else PositionBias(c.position_bias, c.position_hidden, per_group)
         )
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = AttentionDropout(c.dropout)
         self.scale = c.head_dim**-0.5
 
     def _heads(self, x: Tensor) -> Tensor:
@@ -288,6 +286,7 @@ class DeformableAttention(nn.Module):
         values = self._heads(self.to_v.project(per_key).transpose(1, 2))
         # the output projection folded into the values: out = bias + sum_h attn_h @ (v_h W_h^T)
         values_out = torch.einsum("bhkd,ehd->hbke", values, self.to_out.weight.view(dim, self.heads, -1))
+        values_out = _scaled(values_out, self.dropout.scale())  # dropout's 1/(1-p), once per key
         keys_t = (keys * self.scale).permute(1, 0, 3, 2)  # [heads, B, hd, K]
         per_group = self.heads // self.groups
         valid = mass > MIN_KEY_MASS  # [B, g, K]
@@ -314,11 +313,31 @@ class DeformableAttention(nn.Module):
         if not bool(has_key.all()):
             silent = has_key.repeat_interleave(per_group, dim=1).to(tokens.dtype)  # [B, heads, 1]
 
+        # training the teacher's default on a bag too large to keep its scores: instead of recomputing whole
+        # chunks, one autograd function per head that rebuilds only the scores (fused_head.py)
+        fused = isinstance(position, SeparableBias) and query is not None and not keep_maps
+        fused = fused and torch.is_grad_enabled() and n > c.query_chunk
+
+        def fused_chunk(sl: slice, weight: Tensor) -> tuple[Tensor, Tensor, None]:
+            assert isinstance(position, SeparableBias)
+            ix, iy = position.indices(sl)
+            p = self.dropout.p if self.dropout.training else 0.0
+            out, key_mass = self.to_out.bias, []
+            for h in range(self.heads):
+                gate = None if silent is None else silent[:, h, None]
+                part, mass = separable_head(
+                    position.table_x[h], position.table_y[h], values_out[h], ix, iy, weight, gate, p
+                )
+                out, key_mass = out + part, [*key_mass, mass]
+            return out * layout.mask[:, sl].unsqueeze(-1), torch.cat(key_mass, dim=1), None
+
         def chunk(sl: slice) -> tuple[Tensor, Tensor, Tensor | None]:
             """One chunk of queries, one head at a time: only [B, n, K] scores exist at once."""
             mask = layout.mask[:, sl]
             count = mask.shape[1]
             weight = mask.to(tokens.dtype).unsqueeze(1)  # [B, 1, n]
+            if fused:
+                return fused_chunk(sl, weight)
             q = None if query is not None else self._queries(tokens[:, sl])  # [heads, B, n, hd]
             out, key_mass, maps = None, [], []
             for h in range(self.heads):
@@ -334,7 +353,7 @@ class DeformableAttention(nn.Module):
                     key_mass.append(weight @ attn)
                 else:
                     key_mass.append(attn * weight.sum(-1, keepdim=True))
-                dropped = self.dropout(attn)
+                dropped = self.dropout.zero(attn)
                 if out is None:
                     out = torch.baddbmm(
                         self.to_out.bias.expand(batch, attn.shape[1], dim), dropped, values_out[h]
@@ -346,7 +365,7 @@ class DeformableAttention(nn.Module):
             return out.expand(batch, count, dim) * mask.unsqueeze(-1), torch.cat(key_mass, dim=1), full
 
         outs, map_parts, key_mass = [], [], tokens.new_zeros(batch, self.heads, side * side)
-        recompute = torch.is_grad_enabled() and n > c.query_chunk
+        recompute = torch.is_grad_enabled() and n > c.query_chunk and not fused
         for start in range(0, max(n, 1), c.query_chunk):
             sl = slice(start, start + c.query_chunk)
             part, mass_part, map_part = checkpoint(chunk, sl, use_reentrant=False) if recompute else chunk(sl)

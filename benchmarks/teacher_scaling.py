@@ -1,0 +1,256 @@
+"""The `dmf` teacher's cost per patch from 2,500 to 100,000 patches per view, against an earlier commit's
+teacher in the same run.
+
+What is timed: the default `dmf` teacher (one magnification, 1024-d features, 128-d model, 4 classes,
+its two SNNs) on one bag (batch 1) of N patches on a lattice that the tissue covers at ~45% (as
+`paper_models.py`'s large bag), per training step (forward + backward of the cross-entropy) and per
+inference pass (eval, inference mode). Each (N, code) pair runs in a fresh child process, baseline and
+current alternating, so that its peak memory (VmHWM, above the process before the first step) is its
+own: one warm-up, then the median of `--repeats` steps (2 above 25,000 patches), with the process's own
+user and kernel CPU time per step (getrusage) beside the wall time.
+
+The baseline is `plugins/paper/` at `--baseline` (default: the last commit before the teacher's scaling
+work), read with `git archive` from this checkout into a temporary folder and imported as its own
+package; nothing else changes between the two. Before timing, both teachers get the same weights and
+their eval-mode logits are compared (they must agree to float tolerance).
+
+    python benchmarks/teacher_scaling.py                          # torch's default threads
+    python benchmarks/teacher_scaling.py --threads 1 --json /tmp/teacher_scaling.json
+    python benchmarks/teacher_scaling.py --no-baseline --sizes 2500,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+BASELINE = "b77a4f0bff501c3c4f6cf004219290656558676a"  # before the teacher's scaling work
+SIZES = (2_500, 10_000, 25_000, 50_000, 100_000)
+PACKAGE = "histo_paper_baseline"
+HERE = Path(__file__).resolve().parent
+
+
+def extract_baseline(commit: str, into: Path) -> Path:
+    """plugins/paper/ at `commit` as the package `histo_paper_baseline` under `into`."""
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", "--format=tar", commit, "plugins/paper"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    target = into / PACKAGE
+    (into / "plugins" / "paper").rename(target)
+    return target
+
+
+def teacher_module(variant: str) -> Any:
+    import importlib
+
+    name = "histo.plugins.paper" if variant == "current" else PACKAGE
+    return importlib.import_module(f"{name}.teacher"), importlib.import_module(f"{name}.configs")
+
+
+def build_teacher(variant: str) -> Any:
+    import torch
+    from paper_models import CLASSES, FEATURES, GENES
+
+    from histo.interfaces import ModelDims
+
+    teacher, configs = teacher_module(variant)
+    torch.manual_seed(0)
+    dims = ModelDims(FEATURES, GENES, CLASSES, ("20x",))
+    return teacher.DmfTeacher(dims, configs.DmfConfig())
+
+
+def bag(patches: int, seed: int = 0) -> dict[str, Any]:
+    import torch
+    from paper_models import FEATURES, GENES, grid_coords
+
+    g = torch.Generator().manual_seed(seed)
+    side = int((patches * 2.2) ** 0.5)  # tissue covers ~45% of the bounding box
+    return {
+        "features": {"20x": torch.randn(1, patches, FEATURES, generator=g)},
+        "mask": {"20x": torch.ones(1, patches, dtype=torch.bool)},
+        "coords": {"20x": grid_coords(patches, side, seed)[None]},
+        "omics": {name: torch.randn(1, n, generator=g) for name, n in GENES.items()},
+        "target": torch.tensor([1]),
+    }
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (not Linux?)")
+
+
+def measured(fn: Any) -> dict[str, float]:
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    fn()
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall": wall, "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime}
+
+
+def child(variant: str, patches: int, repeats: int, threads: int | None) -> dict[str, Any]:
+    """One code variant at one bag size, in this (fresh) process."""
+    import functools
+
+    import torch
+    from paper_models import infer, train_step
+
+    if threads:
+        torch.set_num_threads(threads)
+    model, batch = build_teacher(variant), bag(patches)
+    before = peak_rss_mb()
+    train_step(model, batch)  # warm-up
+    infer(model, batch)
+    runs: dict[str, list[dict[str, float]]] = {"train": [], "infer": []}
+    for _ in range(repeats):
+        runs["train"].append(measured(functools.partial(train_step, model, batch)))
+        runs["infer"].append(measured(functools.partial(infer, model, batch)))
+    result: dict[str, Any] = {"variant": variant, "patches": patches, "threads": torch.get_num_threads()}
+    for kind, rows in runs.items():
+        result[kind] = {key: statistics.median(r[key] for r in rows) for key in ("wall", "user", "sys")}
+    result["peak_mb"], result["above_start_mb"] = peak_rss_mb(), peak_rss_mb() - before
+    return result
+
+
+def same_logits(sizes: list[int]) -> list[dict[str, Any]]:
+    """Eval-mode logits and patch attention of both teachers with the same weights."""
+    import torch
+
+    checks = []
+    for patches in sizes:
+        current, baseline = build_teacher("current"), build_teacher("baseline")
+        baseline.load_state_dict(current.state_dict())
+        batch = bag(patches, seed=1)
+        outs = []
+        for model in (current, baseline):
+            model.eval()
+            with torch.inference_mode():
+                outs.append(model(batch))
+        checks.append(
+            {
+                "patches": patches,
+                "logits_max_abs_diff": float((outs[0]["logits"] - outs[1]["logits"]).abs().max()),
+                "attention_max_abs_diff": float(
+                    (outs[0]["attention"]["20x"] - outs[1]["attention"]["20x"]).abs().max()
+                ),
+            }
+        )
+    return checks
+
+
+def run_child(
+    variant: str, patches: int, args: argparse.Namespace, baseline_dir: Path | None
+) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--sizes", str(patches)]
+    command += ["--repeats", str(args.repeats if patches <= 25_000 else min(args.repeats, 2))]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    env = dict(os.environ)
+    if baseline_dir is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(baseline_dir), env.get("PYTHONPATH")]))
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def report(results: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    print(
+        "\n| patches | code | train s | user s | sys s | train us/patch (wall, cpu) "
+        "| infer s | user s | sys s | infer us/patch (wall, cpu) | peak MB (above start) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        n, cells = r["patches"], []
+        for kind in ("train", "infer"):
+            k = r[kind]
+            cells.append(
+                f"{k['wall']:.2f} | {k['user']:.2f} | {k['sys']:.2f} "
+                f"| {k['wall'] / n * 1e6:.1f}, {(k['user'] + k['sys']) / n * 1e6:.1f}"
+            )
+        print(
+            f"| {n:,} | {r['variant']} | {cells[0]} | {cells[1]} "
+            f"| {r['peak_mb']:,.0f} ({r['above_start_mb']:,.0f}) |"
+        )
+    print("\nper-patch cost, largest / smallest over the sizes (flat = 1.0):")
+    for variant in ("baseline", "current"):
+        rows = [r for r in results if r["variant"] == variant]
+        if not rows:
+            continue
+        for kind in ("train", "infer"):
+            wall = [r[kind]["wall"] / r["patches"] for r in rows]
+            cpu = [(r[kind]["user"] + r[kind]["sys"]) / r["patches"] for r in rows]
+            print(f"  {variant:8s} {kind}: wall x{max(wall) / min(wall):.2f}, cpu x{max(cpu) / min(cpu):.2f}")
+    print("\ncurrent / baseline (wall), per size:")
+    for n in sorted({r["patches"] for r in results}):
+        pair = {r["variant"]: r for r in results if r["patches"] == n}
+        if len(pair) == 2:
+            ratios = [pair["current"][k]["wall"] / pair["baseline"][k]["wall"] for k in ("train", "infer")]
+            print(f"  {n:>7,}: train x{ratios[0]:.2f}, infer x{ratios[1]:.2f}")
+    for c in checks:
+        print(
+            f"eval logits at {c['patches']:,} patches, max |current - baseline|: "
+            f"{c['logits_max_abs_diff']:.2e} (patch attention {c['attention_max_abs_diff']:.2e})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="patches per bag, comma-separated")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed steps per size (at most 2 above 25,000)"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--baseline", default=BASELINE, help="commit whose plugins/paper/ is the baseline")
+    parser.add_argument("--no-baseline", action="store_true", help="time the current code only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", choices=["current", "baseline"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.child:
+        print(json.dumps(child(args.child, sizes[0], args.repeats, args.threads)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline_dir = None
+        if not args.no_baseline:
+            extract_baseline(args.baseline, Path(tmp))
+            baseline_dir = Path(tmp)
+            sys.path.insert(0, tmp)
+        uptime = Path("/proc/loadavg").read_text().split()[:3]
+        print(f"load average before: {' '.join(uptime)}; baseline: {baseline_dir and args.baseline}")
+        checks = [] if args.no_baseline else same_logits([2_500, 10_000])
+        results = []
+        for n in sizes:
+            for variant in ("current",) if args.no_baseline else ("baseline", "current"):
+                results.append(run_child(variant, n, args, baseline_dir))
+                r = results[-1]
+                print(
+                    f"{n:>7,} {variant:8s} train {r['train']['wall']:.2f} s, "
+                    f"infer {r['infer']['wall']:.3f} s, peak {r['peak_mb']:,.0f} MB",
+                    flush=True,
+                )
+    report(results, checks)
+    uptime = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"load average after: {' '.join(uptime)}")
+    if args.json:
+        payload = {"results": results, "logit_checks": checks, "baseline": baseline_dir and args.baseline}
+        args.json.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()
