@@ -68,6 +68,29 @@ def load_lite0(path: Path) -> nn.Module:
     return net.eval()
 
 
+def lean(net: nn.Module) -> nn.Module:
+    """The same network computing the same floats with two fewer passes over its activations.
+
+    On a CPU the model's element-wise work cost more than its convolutions: each TensorFlow "same"
+    padding copied its input into a fresh zero-filled tensor (19% of the forward pass), and every
+    ReLU6 wrote a new tensor (19%). A symmetric padding (every stride-1 convolution) becomes the
+    convolution's own zero padding, and the ReLU6 runs in place on the batch norm's output, which
+    nothing else reads. Both leave every output bit-identical (tested on real patches); the
+    stride-2 paddings are one-sided and stay as they were. The state dict is unchanged.
+    """
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    for module in net.modules():
+        if isinstance(module, Conv2dStaticSamePadding) and isinstance(module.static_padding, nn.ZeroPad2d):
+            left, right, top, bottom = module.static_padding.padding
+            if left == right and top == bottom and module.padding == (0, 0):
+                module.padding = (top, left)
+                module.static_padding = nn.Identity()
+        elif isinstance(module, nn.ReLU6):
+            module.inplace = True
+    return net
+
+
 class EfficientNetLite0(FeatureExtractor):
     input_size = 224
     mean = LITE_MEAN
@@ -79,7 +102,7 @@ class EfficientNetLite0(FeatureExtractor):
         self.weights = weights_path()
 
     def build(self) -> nn.Module:
-        return Lite0Features(load_lite0(self.weights)).eval()
+        return Lite0Features(lean(load_lite0(self.weights))).eval()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights_sha256": file_sha256(self.weights)}

@@ -1,0 +1,39 @@
+"""EfficientNet-Lite0 as the extractor builds it (paddings folded, ReLU6 in place) gives the same floats
+as the network as its package defines it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from histo.manager import Plugins
+from histo.plugins.extractors.efficientnet import Lite0Features, load_lite0
+from histo.plugins.extractors.engine import Engine
+
+
+def test_lean_network_is_bit_identical_on_real_patches(slides_dir: Path, histo_plugins: Plugins) -> None:
+    import openslide
+
+    extractor = histo_plugins.registry("feature_extractors").build("efficientnet_lite0", {})
+    lean = extractor.build()
+    pads = [m for m in lean.modules() if isinstance(m, nn.ZeroPad2d)]
+    assert len(pads) == 5 and all(p.padding[0] != p.padding[1] for p in pads), "only one-sided pads left"
+    assert all(m.inplace for m in lean.modules() if isinstance(m, nn.ReLU6))
+    as_packaged = Lite0Features(load_lite0(extractor.weights)).eval()  # type: ignore[attr-defined]
+    assert sum(isinstance(m, nn.ZeroPad2d) for m in as_packaged.modules()) > len(pads)
+    with openslide.OpenSlide(str(slides_dir / "cmu-1-small-region.svs")) as slide:
+        patches = [
+            np.asarray(slide.read_region((x, y), 0, (224, 224)).convert("RGB"))
+            for y in range(200, 1800, 500)
+            for x in range(200, 2000, 500)
+        ][:10]
+    images = torch.from_numpy(np.stack(patches))
+    for threads in (1, 2):
+        kwargs = {"batch_size": 10, "num_workers": 0, "threads": threads}
+        expected = Engine(extractor, as_packaged, **kwargs).embed(images)  # type: ignore[arg-type]
+        got = Engine(extractor, lean, **kwargs).embed(images)  # type: ignore[arg-type]
+        assert torch.isfinite(got).all() and got.abs().sum() > 0
+        assert torch.equal(got, expected)
