@@ -1,5 +1,5 @@
-"""EfficientNet-Lite0 as the extractor builds it (paddings folded, ReLU6 in place) gives the same floats
-as the network as its package defines it."""
+"""EfficientNet-Lite0 as the extractor builds it (paddings folded, batch norm and ReLU6 in place)
+gives the same floats as the network as its package defines it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from histo.manager import Plugins
-from histo.plugins.extractors.efficientnet import Lite0Features, load_lite0
+from histo.plugins.extractors.efficientnet import InPlaceBatchNorm2d, Lite0Features, load_lite0
 from histo.plugins.extractors.engine import Engine
 
 
@@ -22,6 +22,7 @@ def test_lean_network_is_bit_identical_on_real_patches(slides_dir: Path, histo_p
     pads = [m for m in lean.modules() if isinstance(m, nn.ZeroPad2d)]
     assert len(pads) == 5 and all(p.padding[0] != p.padding[1] for p in pads), "only one-sided pads left"
     assert all(m.inplace for m in lean.modules() if isinstance(m, nn.ReLU6))
+    assert all(isinstance(m, InPlaceBatchNorm2d) for m in lean.modules() if isinstance(m, nn.BatchNorm2d))
     as_packaged = Lite0Features(load_lite0(extractor.weights)).eval()  # type: ignore[attr-defined]
     assert sum(isinstance(m, nn.ZeroPad2d) for m in as_packaged.modules()) > len(pads)
     with openslide.OpenSlide(str(slides_dir / "cmu-1-small-region.svs")) as slide:
@@ -31,9 +32,27 @@ def test_lean_network_is_bit_identical_on_real_patches(slides_dir: Path, histo_p
             for x in range(200, 2000, 500)
         ][:10]
     images = torch.from_numpy(np.stack(patches))
-    for threads in (1, 2):
-        kwargs = {"batch_size": 10, "num_workers": 0, "threads": threads}
+    for threads, channels_last in ((1, True), (2, True), (1, False)):
+        kwargs = {"batch_size": 10, "num_workers": 0, "threads": threads, "channels_last": channels_last}
         expected = Engine(extractor, as_packaged, **kwargs).embed(images)  # type: ignore[arg-type]
         got = Engine(extractor, lean, **kwargs).embed(images)  # type: ignore[arg-type]
         assert torch.isfinite(got).all() and got.abs().sum() > 0
         assert torch.equal(got, expected)
+
+
+def test_in_place_batch_norm_is_the_ordinary_one_outside_inference() -> None:
+    """Training or recording gradients: the input is left alone and gradients flow."""
+    torch.manual_seed(0)
+    norm = InPlaceBatchNorm2d(4)
+    norm.running_mean.normal_()  # type: ignore[union-attr]
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    before = x.detach().clone()
+    y = norm.eval()(x)
+    y.sum().backward()
+    assert torch.equal(x.detach(), before) and x.grad is not None
+    with torch.inference_mode():
+        fresh = before.clone()
+        expected = nn.functional.batch_norm(
+            before, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+        )
+        assert norm(fresh) is fresh and torch.equal(fresh, expected)
