@@ -6,10 +6,12 @@ Each measurement is a fresh `histo run RECIPE --rerun extract` process (start-up
 patches from the JPEG pyramid, resizing, normalising, the model, writing the bag), the tile stage
 cached from a tile-only run made once. Engines alternate so that all see the same load:
 
-- **old**: `HISTO_MALLOC_TUNING=0` and `model_batch` = `batch_size` (64): what `histo run` did before
-  the allocator work;
+- **old**: `HISTO_MALLOC_TUNING=0`, `HISTO_LEAN_MODULES=0` and `model_batch` = `batch_size` (64):
+  what `histo run` did before the allocator work and the lean network;
 - **new**: the defaults;
-- any engine named by --extra (e.g. `workers1`: one reader worker and one model thread).
+- any engine named by --extra: `packaged` (the defaults but the network as packaged),
+  `tuned-whole` (the allocator alone: whole-batch passes), `workers1` (one reader worker and one
+  model thread).
 
 Printed per engine (medians over the repeats): the extract stage's patches/s (its own metric in
 summary.json), the whole process's wall seconds, user and kernel CPU seconds and peak resident memory
@@ -46,12 +48,13 @@ from tiling import big_slide
 
 HISTO = [sys.executable, "-m", "histo"]
 ENGINES: dict[str, dict[str, Any]] = {
-    "old": {"env": {"HISTO_MALLOC_TUNING": "0"}, "set": {"model_batch": "64"}},
+    "old": {"env": {"HISTO_MALLOC_TUNING": "0", "HISTO_LEAN_MODULES": "0"}, "set": {"model_batch": "64"}},
     "new": {"env": {}, "set": {}},
 }
 EXTRA: dict[str, dict[str, Any]] = {
     "workers1": {"env": {}, "set": {"num_workers": "1"}},  # a reader worker beside a 1-thread model
     "tuned-whole": {"env": {}, "set": {"model_batch": "64"}},  # the allocator alone
+    "packaged": {"env": {"HISTO_LEAN_MODULES": "0"}, "set": {}},  # the network as packaged
 }
 
 

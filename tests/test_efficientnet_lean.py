@@ -6,15 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from histo.manager import Plugins
-from histo.plugins.extractors.efficientnet import InPlaceBatchNorm2d, Lite0Features, load_lite0
+from histo.plugins.extractors.efficientnet import InPlaceBatchNorm2d
 from histo.plugins.extractors.engine import Engine
 
 
-def test_lean_network_is_bit_identical_on_real_patches(slides_dir: Path, histo_plugins: Plugins) -> None:
+def test_lean_network_is_bit_identical_on_real_patches(
+    slides_dir: Path, histo_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import openslide
 
     extractor = histo_plugins.registry("feature_extractors").build("efficientnet_lite0", {})
@@ -23,7 +26,8 @@ def test_lean_network_is_bit_identical_on_real_patches(slides_dir: Path, histo_p
     assert len(pads) == 5 and all(p.padding[0] != p.padding[1] for p in pads), "only one-sided pads left"
     assert all(m.inplace for m in lean.modules() if isinstance(m, nn.ReLU6))
     assert all(isinstance(m, InPlaceBatchNorm2d) for m in lean.modules() if isinstance(m, nn.BatchNorm2d))
-    as_packaged = Lite0Features(load_lite0(extractor.weights)).eval()  # type: ignore[attr-defined]
+    monkeypatch.setenv("HISTO_LEAN_MODULES", "0")  # the switch to time the difference
+    as_packaged = extractor.build()
     assert sum(isinstance(m, nn.ZeroPad2d) for m in as_packaged.modules()) > len(pads)
     with openslide.OpenSlide(str(slides_dir / "cmu-1-small-region.svs")) as slide:
         patches = [

@@ -6,6 +6,7 @@ or mismatched file is an error, never a silent fall-back to random weights.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .hashing import file_sha256
 # The Lite models were trained in TensorFlow on pixels scaled as (x - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
+LEAN_ENV = "HISTO_LEAN_MODULES"
 
 
 def weights_path() -> Path:
@@ -100,9 +102,13 @@ def lean(net: nn.Module) -> nn.Module:
     new tensor. A symmetric padding (every stride-1 convolution) becomes the convolution's own zero
     padding, and the batch norms and ReLU6s run in place on the convolutions' outputs, which nothing
     else reads. Every output stays bit-identical (tested on real patches); the stride-2 paddings are
-    one-sided and stay as they were. The state dict is unchanged.
+    one-sided and stay as they were. The state dict is unchanged. `HISTO_LEAN_MODULES=0` keeps the
+    network as packaged (to time the difference).
     """
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    if os.environ.get(LEAN_ENV, "1").strip().lower() in ("0", "false", "off", "no"):
+        return net
 
     for parent in list(net.modules()):
         for name, module in list(parent.named_children()):
