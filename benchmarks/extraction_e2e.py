@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from histo.io import write_json_atomic
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiling import big_slide
 
@@ -215,7 +217,7 @@ def report(
             "ratios": ratios,
             "identical": same,
         }
-        args.json.write_text(json.dumps(data, indent=1))
+        write_json_atomic(args.json, data)
 
 
 if __name__ == "__main__":
