@@ -1,5 +1,6 @@
 """Where extraction's kernel time went: the old engine (whole batch per forward pass, glibc's default
-malloc) against the default one (32-patch forward passes under `tuned_malloc`), in one run.
+malloc, the network as packaged) against the default one (32-patch forward passes under
+`tuned_malloc`, the lean network), in one run.
 
 Each measurement is a fresh process running `Engine.run` end to end (reading, decoding, resizing,
 normalising, inference, writing the HDF5 bag) on the real cmu-1-small-region.svs, its 117 patches of
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extraction import SLIDE, coords_file
 
 ENGINES = {
-    "old": {"env": {"HISTO_MALLOC_TUNING": "0"}, "model_batch": "batch"},
+    "old": {"env": {"HISTO_MALLOC_TUNING": "0", "HISTO_LEAN_MODULES": "0"}, "model_batch": "batch"},
     "new": {"env": {}, "model_batch": "default"},
     "tuned, whole batch": {"env": {}, "model_batch": "batch"},  # why the slices: memory
 }

@@ -367,6 +367,23 @@ def test_bag_files_carry_the_coords_and_the_extractor(slide: Path, tmp_path: Pat
     assert find_bags(ctx.out_dir) == {"s": bag.path}
 
 
+def test_model_batch_slices_the_forward_passes_and_changes_no_feature(
+    slide: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`model_batch` (the recipe's knob for the forward-pass size) reaches the engine; bags are the same."""
+    tiles = tile_folder(tmp_path / "tiles", {"s": (slide, {"20x": grid(7)})})
+    extractor = {"name": "handcrafted", "params": {"input_size": 32}}
+    with caplog.at_level(logging.INFO, logger="histo.test.extract"):
+        sliced = run_extract(tmp_path / "sliced", tiles, extractor=extractor, batch_size=4, model_batch=3)
+    assert "batch 4 (forward passes of 3)" in caplog.text
+    whole = run_extract(tmp_path / "whole", tiles, extractor=extractor, batch_size=4)
+    a, b = (read_bag(ctx.out_dir / "features" / "20x" / "s.h5") for ctx in (sliced, whole))
+    assert a.features.shape == (7, 70) and np.isfinite(a.features).all()
+    np.testing.assert_array_equal(a.features, b.features)
+    with pytest.raises(ValueError, match="model_batch"):
+        ExtractConfig.model_validate({"tiles": "tile", "model_batch": 0})
+
+
 def test_resume_keeps_finished_bags(slide: Path, tmp_path: Path) -> None:
     tiles = tile_folder(
         tmp_path, {sid: (slide, {"20x": grid(3, step=300 + 50 * i)}) for i, sid in enumerate("abc")}

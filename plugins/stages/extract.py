@@ -53,7 +53,15 @@ class ExtractConfig(BaseModel):
     magnifications: list[str] | None = Field(
         default=None, description="which of the tile stage's magnifications to embed; default all"
     )
-    batch_size: int = Field(default=64, ge=1, le=65536, description="patches per forward pass")
+    batch_size: int = Field(default=64, ge=1, le=65536, description="patches per batch read and written")
+    model_batch: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="patches per forward pass, a batch run in slices of this size; default on the CPU: "
+        "32 (smaller activations, which the allocator keeps between passes: docs/performance.md), on "
+        "CUDA: batch_size; features do not depend on it",
+    )
     num_workers: int | None = Field(
         default=None,
         ge=0,
@@ -177,14 +185,17 @@ class ExtractStage(Stage[ExtractConfig]):
             batch_size=cfg.batch_size,
             num_workers=workers,
             precision=cfg.precision,
+            model_batch=cfg.model_batch,
         )
         ctx.log.info(
-            "%s: %s (%d-d) on %s, batch %d, %d reader(s) per process, process %d of %d",
+            "%s: %s (%d-d) on %s, batch %d (forward passes of %d), %d reader(s) per process, "
+            "process %d of %d",
             ctx.stage_id,
             cfg.extractor.name,
             extractor.output_dim,
             device,
             cfg.batch_size,
+            engine.model_batch,
             workers,
             ctx.rank + 1,
             ctx.world_size,
