@@ -47,6 +47,10 @@ def test_a_real_effect_is_called_and_noise_is_not() -> None:
         model("off", base, predictions), "auc", n_resamples=100, seed=0,
     )  # fmt: skip
     assert noise["verdict"] == "no effect beyond noise" and noise["ci_low"] < 0 < noise["ci_high"]
+    assert np.isfinite(real["pooled_difference"])
+    other = Model("x", "x", {k: {"accuracy": v} for k, v in enumerate(base)}, predictions)
+    row = component_effect("c", other, other, "accuracy", n_resamples=10, seed=0)
+    assert np.isnan(row["pooled_difference"])  # the pooled bootstrap is of AUC, not of accuracy
     assert verdict("auc", -0.05, -0.08, -0.02, 0.001) == "hurts"
     assert verdict("loss", -0.05, -0.08, -0.02, 0.001) == "helps"  # lower loss is better
     table = effects_markdown([real, noise])

@@ -44,6 +44,8 @@ def component_effect(
     """One row of the effects table: full minus ablated on `metric` (positive = the component adds)."""
     test = compare_pair(full, ablated, metric, n_resamples=n_resamples, seed=seed, primary=True)
     low, high = mean_interval(test.differences) if test.same_folds else (NAN, NAN)
+    if test.pooled_metric != metric:  # the pooled bootstrap is of the primary metric only
+        test.pooled_difference = test.ci_low = test.ci_high = NAN
     row = {
         "component": name,
         "full": full.id,
