@@ -233,7 +233,7 @@ def _manifest(
         "generator": "histo synthesize",
         "stage_version": version,
         "seed": seed,
-        "params": cfg.model_dump(mode="json", exclude={"workers"}),
+        "params": cfg.model_dump(mode="json", exclude={"workers", "planted"}),
         "counts": {
             "patients": len(cohort.patient_ids),
             "slides": len(cohort.slides),
