@@ -90,7 +90,8 @@ def our_teacher(**params: Any) -> Any:
     from histo.plugins.paper.configs import DmfConfig
     from histo.plugins.paper.teacher import DmfTeacher
 
-    return DmfTeacher(ModelDims(FEATURES, GENES, CLASSES, ("10x",)), DmfConfig.model_validate(params))
+    config = DmfConfig.model_validate({"preset": "default", **params})  # histo's variant unless told
+    return DmfTeacher(ModelDims(FEATURES, GENES, CLASSES, ("10x",)), config)
 
 
 def our_student(
@@ -100,7 +101,7 @@ def our_student(
     from histo.plugins.paper.configs import DmfStudentConfig
     from histo.plugins.paper.student import DmfStudent
 
-    config = DmfStudentConfig.model_validate({"aggregator": aggregator, **params})
+    config = DmfStudentConfig.model_validate({"preset": "default", "aggregator": aggregator, **params})
     return DmfStudent(ModelDims(features, {}, CLASSES, (view,)), config)
 
 

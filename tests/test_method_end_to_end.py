@@ -117,7 +117,8 @@ stages:
       features: &features {{folder: {bags}}}
       task: &task {{name: classification, params: {{column: label, classes: [low, high]}}}}
       model:
-        fusion: {{name: dmf, params: {{dim: 16, omics_hidden: [16], consistency_weight: 100.0,
+        fusion: {{name: dmf, params: {{preset: default, dim: 16, omics_hidden: [16],
+                  consistency_weight: 100.0,
                   attention: &attention {{heads: 2, head_dim: 8, offset_groups: 2, offset_map_size: 8,
                                           offset_kernel: 2, offset_stride: 2, position_hidden: 8}}}}}}
       coordinator: confidence
@@ -132,7 +133,7 @@ stages:
       features: *features
       task: *task
       model:
-        slide_encoder: {{name: dmf_student, params: {{dim: 16, attention: *attention}}}}
+        slide_encoder: {{name: dmf_student, params: {{preset: default, dim: 16, attention: *attention}}}}
       splits: *splits
       training: *training
   distilled:

@@ -148,7 +148,10 @@ def teacher(views: tuple[str, ...] = ("10x", "20x"), **params: Any) -> nn.Module
     from histo.plugins.paper.teacher import DmfTeacher
 
     torch.manual_seed(0)
-    config = DmfConfig.model_validate({"dim": 16, "attention": SMALL, "readout_heads": 4, **params})
+    # histo's own variant (`preset: default`): these tests are about its ragged bags and layouts
+    config = DmfConfig.model_validate(
+        {"preset": "default", "dim": 16, "attention": SMALL, "readout_heads": 4, **params}
+    )
     return DmfTeacher(dims(views), config)
 
 
@@ -157,6 +160,7 @@ def student(plugins: Plugins, views: tuple[str, ...] = ("10x", "20x"), **params:
 
     torch.manual_seed(0)
     params = {
+        "preset": "default",
         "dim": 16,
         "attention": SMALL,
         "aggregator": {"name": "test_merge", "params": {"tokens": 2}},
@@ -445,7 +449,7 @@ def test_builders_through_the_recipe_model(plugins: Plugins) -> None:
         assert not _validate_references(model, ("model",), [], plugins, {})
         return model
 
-    small = {"dim": 16, "attention": SMALL, "readout_heads": 4}
+    small = {"preset": "default", "dim": 16, "attention": SMALL, "readout_heads": 4}
     model = build_model(config(fusion={"name": "dmf", "params": small}), dims())
     assert model.head is None  # the teacher gives its own logits
     assert model(make_batch([8, 5]))["logits"].shape == (2, 3)

@@ -158,8 +158,10 @@ def test_preset_fills_only_unset_keys() -> None:
     assert config.consistency == "full_map"
     assert config.attention.position_bias == "cpb" and config.attention.off_map_keys == "zeros"
     assert config.attention.lattice == "corners"  # set in the recipe: kept
-    default = DmfConfig.model_validate({})
+    default = DmfConfig.model_validate({"preset": "default"})
     assert default.attention.lattice == "corners" and default.consistency == "query_mean"
+    unset = DmfConfig.model_validate({})  # the reference preset is the default (docs/ablation.md)
+    assert unset.preset == "reference" and unset.consistency == "full_map" and unset.layout == "bag_order"
 
 
 def test_import_checkpoint_command_writes_a_loadable_model(

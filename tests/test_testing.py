@@ -31,7 +31,8 @@ MODEL_KINDS = ("omics_encoders", "slide_encoders", "fusion_strategies", "token_a
 # the defaults are sized for real bags; these keep the check to a second or so on a busy CPU
 SMALL: dict[str, dict[str, Any]] = {
     "transmil": {"dim": 16, "heads": 4, "landmarks": 4, "residual_kernel": 5},
-    "dmf": {"dim": 16},
+    # the default (reference) preset's full-map consistency needs equal bag sizes at every magnification
+    "dmf": {"dim": 16, "consistency": "query_mean"},
     "dmf_student": {"dim": 16},
     "mcat": {"dim": 16, "heads": 2, "feedforward": 16},
 }

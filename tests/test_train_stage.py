@@ -354,7 +354,7 @@ stages:
       features: {{folder: {bags}, magnifications: [20x]}}
       task: {{name: classification, params: {{column: diagnosis, classes: [benign, tumour]}}}}
       model:
-        fusion: {{name: dmf, params: {{dim: 8, omics_hidden: [8],
+        fusion: {{name: dmf, params: {{preset: default, dim: 8, omics_hidden: [8],
                   attention: {{heads: 1, head_dim: 8, offset_groups: 1, offset_map_size: 4}}}}}}
       splits: {{folds: 2, val_fraction: 0.25}}
       training: {{epochs: 1, batch_size: 4, selection: {{protocol: holdout}}}}

@@ -50,6 +50,15 @@ class CompareConfig(BaseModel):
     bootstrap: int = Field(
         1000, ge=0, description="patient-level resamples of the pooled out-of-fold CIs (0: none)"
     )
+    effects: dict[str, tuple[StageRef, StageRef]] = Field(
+        default_factory=dict,
+        description="ablation effects: component name -> [full method, the same with the component off] "
+        "(both in `stages`); writes <table>_effects.csv/.md with the mean paired difference over folds, "
+        "its t-interval and paired tests (histo.plugins.evaluation.effects)",
+    )
+    effect_metrics: list[str] | None = Field(
+        None, description="metrics of the effects table (default: the primary, AUC or C-index)"
+    )
 
 
 class CompareStage(Stage[CompareConfig]):
@@ -66,6 +75,11 @@ class CompareStage(Stage[CompareConfig]):
             raise HistoError(f"table name {config.table!r}: use lowercase letters, digits, '-' and '_'")
         if config.reference is not None and config.reference not in config.stages:
             raise HistoError(f"reference {config.reference!r} is not one of `stages` {config.stages}")
+        for component, pair in config.effects.items():
+            if any(stage not in config.stages for stage in pair):
+                raise HistoError(
+                    f"effects.{component}: {list(pair)} must both be among `stages` {config.stages}"
+                )
         summaries, models = {}, []
         for stage_id in config.stages:
             folder = ctx.stage_dir(stage_id)
@@ -128,10 +142,11 @@ class CompareStage(Stage[CompareConfig]):
         write_text_atomic(
             ctx.out_dir / f"{table}.md", markdown_table(rows, pairs, names, primary, config.reference, labels)
         )
+        effects = self._effects(ctx, models, primary)
         write_json_atomic(ctx.out_dir / "compare.json", {
             "table": f"{table}.csv", "rows": f"{table}.json", "pairs": f"{table}_pairs.json",
             "markdown": f"{table}.md", "metrics": names, "primary": primary, "reference": config.reference,
-            "labels": labels, "bootstrap": config.bootstrap,
+            "labels": labels, "bootstrap": config.bootstrap, "effects": effects,
         })  # fmt: skip
         ctx.add_artifact(ctx.out_dir / f"{table}.csv", "test metrics, mean ± std over folds, pooled with CI")
         ctx.add_artifact(ctx.out_dir / f"{table}_pairs.csv", "every pair: per-fold differences, paired tests")
@@ -144,6 +159,39 @@ class CompareStage(Stage[CompareConfig]):
         for pair in pairs:
             if pair["sentence"]:
                 ctx.log.info("%s", pair["sentence"])
+
+
+    def _effects(self, ctx: StageContext, models: list[Any], primary: str | None) -> str | None:
+        """Write <table>_effects.csv/.json/.md when the recipe names components; returns the csv name."""
+        import pandas as pd
+
+        from histo.plugins.evaluation.effects import component_effect, effects_markdown
+
+        config = self.config
+        if not config.effects:
+            return None
+        by_id = {model.id: model for model in models}
+        metrics = config.effect_metrics or ([primary] if primary else [])
+        rows = [
+            component_effect(
+                name, by_id[full], by_id[off], metric, n_resamples=config.bootstrap, seed=ctx.seed
+            )
+            for metric in metrics
+            for name, (full, off) in config.effects.items()
+        ]
+        table = config.table
+        with atomic_path(ctx.out_dir / f"{table}_effects.csv") as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+        write_json_atomic(ctx.out_dir / f"{table}_effects.json", _json_safe(rows))
+        write_text_atomic(ctx.out_dir / f"{table}_effects.md", effects_markdown(rows))
+        ctx.add_artifact(ctx.out_dir / f"{table}_effects.csv", "each component's effect, CI, paired tests")
+        for row in rows:
+            ctx.log.info(
+                "%s (%s): effect %+.3f, 95%% CI %+.3f to %+.3f, paired t p=%.2g, n=%d: %s",
+                row["component"], row["metric"], row["effect"], row["ci_low"], row["ci_high"], row["t_p"],
+                row["n"], row["verdict"],
+            )  # fmt: skip
+        return f"{table}_effects.csv"
 
 
 def _predictions(folder: Path) -> Any:

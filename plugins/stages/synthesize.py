@@ -8,6 +8,9 @@ and how the two latent factors drive it, is in docs/demo-data.md. Outputs in the
     genesets.gmt             the `tumour` and `microenvironment` gene groups
     latents.csv              ground-truth factors per patient (for tests and reports, not training)
     manifest.json            parameters, class orders, counts, file list
+With `scenario: planted` it writes the planted benchmark instead (histo.plugins.synthetic.planted):
+the same tables plus feature bags (features/<mag>/*.h5, as an extract stage writes them) and one
+split file per seed (splits/splits_<k>.csv), and no slides.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from histo import ComponentSpec
 from histo.errors import HistoError
 from histo.interfaces import Stage, StageContext
+from histo.plugins.synthetic.planted_config import PlantedConfig
 from histo.run import raise_if_environment
 
 if TYPE_CHECKING:  # numpy-heavy modules load only when the stage runs
@@ -36,6 +40,15 @@ class SynthesizeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    scenario: Literal["demo", "planted"] = Field(
+        "demo",
+        description="`demo`: painted slides and tables (the quick start); `planted`: the planted benchmark "
+        "for ablations, written as feature bags at 10x and 20x with one split per seed (the `planted` "
+        "key; the slide keys are unused)",
+    )
+    planted: PlantedConfig = Field(
+        default_factory=PlantedConfig, description="knobs of the planted benchmark (scenario: planted)"
+    )
     patients: int = Field(default=32, ge=1, le=100_000, description="number of patients")
     slides_per_patient: int = Field(
         default=1, ge=1, le=16, description="slides per patient (each drawn separately from the same factors)"
@@ -123,6 +136,11 @@ class SynthesizeStage(Stage[SynthesizeConfig]):
         from histo.plugins.synthetic.slide import SlideFactors
 
         cfg = self.config
+        if cfg.scenario == "planted":
+            from histo.plugins.synthetic.planted_stage import run_planted
+
+            run_planted(cfg.planted, ctx, self.version)
+            return
         cohort = make_cohort(
             CohortSpec(
                 cfg.patients, cfg.slides_per_patient, cfg.genes_per_group, cfg.noise_genes, cfg.censoring
@@ -215,7 +233,7 @@ def _manifest(
         "generator": "histo synthesize",
         "stage_version": version,
         "seed": seed,
-        "params": cfg.model_dump(mode="json", exclude={"workers"}),
+        "params": cfg.model_dump(mode="json", exclude={"workers", "planted"}),
         "counts": {
             "patients": len(cohort.patient_ids),
             "slides": len(cohort.slides),
