@@ -155,13 +155,13 @@ def test_the_key_map_is_strict() -> None:
 def test_preset_fills_only_unset_keys() -> None:
     config = DmfConfig.model_validate({"preset": "reference", "attention": {"lattice": "corners"}})
     assert config.layout == "bag_order" and config.omics_tail == "elu_alphadropout"
-    assert config.consistency == "full_map"
+    assert config.consistency == "auto"
     assert config.attention.position_bias == "cpb" and config.attention.off_map_keys == "zeros"
     assert config.attention.lattice == "corners"  # set in the recipe: kept
     default = DmfConfig.model_validate({"preset": "default"})
     assert default.attention.lattice == "corners" and default.consistency == "query_mean"
     unset = DmfConfig.model_validate({})  # the reference preset is the default (docs/ablation.md)
-    assert unset.preset == "reference" and unset.consistency == "full_map" and unset.layout == "bag_order"
+    assert unset.preset == "reference" and unset.consistency == "auto" and unset.layout == "bag_order"
 
 
 def test_import_checkpoint_command_writes_a_loadable_model(
@@ -241,3 +241,24 @@ def test_cosine_steps_is_the_released_per_batch_schedule() -> None:
         ours.step()
         theirs.step()
     assert rates[10] == pytest.approx(0, abs=1e-12) and rates[20] == pytest.approx(2e-4)
+
+
+def test_auto_consistency_is_the_released_loss_where_defined_and_query_mean_elsewhere() -> None:
+    model = teacher()
+    load_released(model, released_state("teacher"))
+    model.eval()
+    batch = seeded_batch()
+    with torch.no_grad():
+        same_n = float(model(batch)["aux_loss"])
+        model.config = model.config.model_copy(update={"consistency": "full_map"})
+        assert float(model(batch)["aux_loss"]) == same_n  # equal bag sizes: the full maps, as released
+        # 20x holding fewer patches than 10x: undefined for the released loss, query-averaged under auto
+        n = GOLDEN["patches"] - 15
+        uneven = {**batch, "features": {**batch["features"], "20x": batch["features"]["20x"][:, :n]}}
+        uneven["mask"] = {**batch["mask"], "20x": batch["mask"]["20x"][:, :n]}
+        with pytest.raises(HistoError, match="different patch counts"):
+            model(uneven)
+        model.config = model.config.model_copy(update={"consistency": "query_mean"})
+        query_mean = float(model(uneven)["aux_loss"])
+        model.config = model.config.model_copy(update={"consistency": "auto"})
+        assert float(model(uneven)["aux_loss"]) == query_mean

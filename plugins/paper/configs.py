@@ -109,7 +109,7 @@ DEFAULT_PRESET = "reference"
 # what `preset: reference` sets, unless the recipe sets the key itself (docs/method.md lists why)
 REFERENCE_BRANCH = {"layout": "bag_order"}
 REFERENCE_ATTENTION = {"position_bias": "cpb", "lattice": "align_corners_false", "off_map_keys": "zeros"}
-REFERENCE_TEACHER = {"omics_tail": "elu_alphadropout", "consistency": "full_map"}
+REFERENCE_TEACHER = {"omics_tail": "elu_alphadropout", "consistency": "auto"}
 
 
 def _apply_preset(data: object, extra: dict[str, str]) -> object:
@@ -217,11 +217,13 @@ class DmfConfig(_BranchConfig):
         description="weight w of the inter-magnification consistency loss w * Var(diag(S)) per gene group "
         "(the reference's 10,000); 0 switches it off",
     )
-    consistency: Literal["query_mean", "full_map"] = Field(
+    consistency: Literal["query_mean", "full_map", "auto"] = Field(
         "query_mean",
         description="what the consistency loss compares: each group's attention on the sampled keys averaged "
         "over the patches [B, heads, P*P], or the released full maps [B, heads, N, P*P] (needs the same N "
-        "at every magnification); equal when attention varies little across queries",
+        "at every magnification); equal when attention varies little across queries. 'auto' (what the "
+        "reference preset sets) takes the full maps for a batch whose magnifications hold the same number "
+        "of patches, as the released code's always do, and the query-averaged maps otherwise",
     )
 
     @model_validator(mode="after")

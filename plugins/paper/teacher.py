@@ -135,11 +135,17 @@ class DmfTeacher(nn.Module):
         tokens = self.omics_project(tokens)
         return {g: tokens[:, order.index(g)] for g in self.groups}
 
+    def _compares_full_maps(self, batch: Mapping[str, Any]) -> bool:
+        """`auto`: the released loss where it is defined (one N at every magnification), else query-mean."""
+        if self.config.consistency != "auto":
+            return self.config.consistency == "full_map"
+        return len({batch["features"][view].shape[1] for view in self.views}) == 1
+
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         omics = self.encode_omics(batch["omics"])
         full_maps: dict[str, dict[str, Tensor]] = {}
         consistency = len(self.views) > 1 and self.config.consistency_weight > 0
-        full_map = consistency and self.config.consistency == "full_map"
+        full_map = consistency and self._compares_full_maps(batch)
         subspaces, summaries, embeddings, view_logits, attention, group_attention = {}, {}, {}, {}, {}, {}
         for view in self.views:
             layout = view_layout(batch, view, self.config)
