@@ -12,6 +12,7 @@ a few-MB working set, with no barrier until the end. The numbers are the same as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,19 +24,20 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from .cpb import _signed_log
 
 # (query, key) pairs per piece: 32,768 x 32 hidden floats = 4 MB per work buffer (measured on 2 threads:
-# 25% faster than 1 MB pieces, which pay more per-operation overhead; 16 MB pieces were slower again)
+# 10-25% faster than 1 MB pieces, which pay more per-operation overhead; 16 MB pieces were slower again)
 PIECE_PAIRS = 1 << 15
 # pairs per piece on a GPU: few large kernels (launches, not arithmetic, bound the small ones)
 DEVICE_PIECE_PAIRS = 1 << 22
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owning process id, pool)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
+    """The worker pool, made anew in a forked child (whose copy of the pool has no threads)."""
     global _POOL
-    if _POOL is None or _POOL._max_workers < threads:  # the stdlib pool's size
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="histo-cpb")
-    return _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < threads:
+        _POOL = os.getpid(), ThreadPoolExecutor(max_workers=threads, thread_name_prefix="histo-cpb")
+    return _POOL[1]
 
 
 def _single_threaded(job: Callable[[], Any], grad: bool, inference: bool) -> Any:
