@@ -13,6 +13,11 @@ inference on one bag of 100,000 patches (1024-d, real grid coordinates): seconds
     python benchmarks/paper_models.py                                  # ours vs the issue's figures
     python benchmarks/paper_models.py --reference /tmp/dml-ref --reference-path /tmp/refdeps
     python benchmarks/paper_models.py --device cuda ...    # on a GPU (timings synchronise the device)
+    python benchmarks/paper_models.py --quick --reference /tmp/released --reference-path /tmp/refdeps \
+        --threads 2 --json /tmp/paper_bench.json      # the docs' table: ~3 min on an idle 2-core CPU
+
+Beside wall seconds it prints the process's CPU seconds (user + system, all threads) per step: on a
+shared machine wall time includes waiting for a core, CPU time does not.
 
 `--reference` is a checkout of github.com/helenypzhang/Disentangled-Multimodal-Learning (its
 `models/` folder is imported; nothing of it is copied here); it needs `einops` (give a folder holding it
@@ -192,17 +197,34 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def compare(models: dict[str, Any], batch: dict[str, Any], repeats: int) -> dict[str, dict[str, float]]:
-    """Median seconds per train step and per inference batch of each model, runs interleaved."""
+def cpu_timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """(wall seconds, user + system CPU seconds of this process, all its threads)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    wall = timed(fn)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def compare(
+    models: dict[str, Any], batch: dict[str, Any], repeats: int
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Median wall seconds and median CPU seconds (user + sys) per train step and per inference batch
+    of each model, runs interleaved. The warm-up run of each model counts its FLOPs."""
     runs: dict[str, dict[str, list[float]]] = {name: {"train": [], "infer": []} for name in models}
-    for model in models.values():  # warm-up
-        train_step(model, batch)
-        infer(model, batch)
+    cpu: dict[str, dict[str, list[float]]] = {name: {"train": [], "infer": []} for name in models}
     for _ in range(repeats):
         for name, model in models.items():
-            runs[name]["train"].append(timed(functools.partial(train_step, model, batch)))
-            runs[name]["infer"].append(timed(functools.partial(infer, model, batch)))
-    return {name: {k: statistics.median(v) for k, v in r.items()} for name, r in runs.items()}
+            for kind, fn in (("train", train_step), ("infer", infer)):
+                wall, used = cpu_timed(functools.partial(fn, model, batch))
+                runs[name][kind].append(wall)
+                cpu[name][kind].append(used)
+
+    def median(r: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+        return {name: {k: statistics.median(v) for k, v in by.items()} for name, by in r.items()}
+
+    return median(runs), median(cpu)
 
 
 def step_flops(model: Any, batch: dict[str, Any]) -> dict[str, float]:
@@ -279,6 +301,9 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, help="checkout of the released code (holds models/)")
     parser.add_argument("--reference-path", action="append", default=[], help="extra sys.path for its deps")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="2 repeats, no 100,000-patch bag (~3 min on an idle 2-core CPU)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--large-patches", type=int, default=100_000)
     parser.add_argument("--skip-large", action="store_true")
@@ -294,6 +319,8 @@ def main() -> None:
 
     import torch
 
+    if args.quick:
+        args.repeats, args.skip_large = 2, True
     if args.threads:
         torch.set_num_threads(args.threads)
     aggregator = use_plugins()
@@ -315,9 +342,9 @@ def main() -> None:
         counts["reference student"] = parameters(ref_student)
     models = {name: model.to(args.device) for name, model in models.items()}
     batch = to_device(paper_batch(), args.device)
-    flops = {name: step_flops(model, batch) for name, model in models.items()}
+    flops = {name: step_flops(model, batch) for name, model in models.items()}  # also the warm-up
     load_before = os.getloadavg()[0]
-    results = compare(models, batch, args.repeats)
+    results, cpu = compare(models, batch, args.repeats)
     load_after = os.getloadavg()[0]
 
     print(
@@ -328,13 +355,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, {where}, load average {load_before:.1f} -> {load_after:.1f}")
     print(f"median of {args.repeats} interleaved runs; GFLOP = matrix products and convolutions")
     header = f"{'model':<22}{'params':>10}{'train GFLOP':>13}{'train s/step':>14}{'infer GFLOP':>13}"
-    print(header + f"{'infer s/batch':>15}")
+    print(header + f"{'infer s/batch':>15}{'train CPU s':>13}{'infer CPU s':>13}")
     for name, r in results.items():
-        f = flops[name]
+        f, c = flops[name], cpu[name]
         print(
             f"{name:<22}{counts[name]:>10,}{f['train']:>13.1f}{r['train']:>14.2f}{f['infer']:>13.1f}"
-            f"{r['infer']:>15.2f}"
+            f"{r['infer']:>15.2f}{c['train']:>13.2f}{c['infer']:>13.2f}"
         )
+    print("CPU s = user + system time of this process (all threads) per step, median")
     for kind in ("teacher", "student"):
         if f"reference {kind}" in results:
             ref = results[f"reference {kind}"]
@@ -350,6 +378,8 @@ def main() -> None:
             )
     report: dict[str, Any] = {
         "results": results,
+        "cpu_seconds": cpu,
+        "repeats": args.repeats,
         "gflop": flops,
         "parameters": counts,
         "threads": torch.get_num_threads(),

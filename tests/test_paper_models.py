@@ -281,6 +281,28 @@ def test_chunked_queries_match_one_pass() -> None:
     assert torch.allclose(a.key_attention, b.key_attention, atol=1e-6)
 
 
+def test_reference_bias_in_recomputed_chunks_has_the_one_pass_gradients() -> None:
+    """The cpb bias is computed for all heads when a chunk asks for head 0; a chunk recomputed in the
+    backward pass must rebuild it, so chunked training gives the one-pass gradients (2 heads a group)."""
+    layout = build_layout(
+        torch.ones(2, 50, dtype=torch.bool),
+        torch.stack([lattice_coords(50, 9, seed=s) for s in (1, 2)]),
+        "coords",
+    )
+    tokens = torch.randn(2, 50, 16)
+    config = {**SMALL, "position_bias": "cpb", "offset_groups": 2}
+    whole = DeformableAttention(16, DeformableConfig.model_validate(config)).eval()
+    chunked = DeformableAttention(16, DeformableConfig.model_validate({**config, "query_chunk": 7})).eval()
+    chunked.load_state_dict(whole.state_dict())
+    grads = []
+    for model in (whole, chunked):
+        model(tokens, layout).out.square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        assert grad is not None and grads[1][name] is not None, name
+        assert torch.allclose(grad, grads[1][name], atol=1e-5), name
+
+
 @pytest.mark.parametrize("bias", ["separable", "cpb", "none"])
 def test_position_bias_variants_run_and_train(bias: str) -> None:
     attention = DeformableAttention(16, DeformableConfig.model_validate({**SMALL, "position_bias": bias}))

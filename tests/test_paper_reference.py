@@ -221,6 +221,48 @@ def test_fused_position_bias_equals_the_plain_mlp_with_gradients() -> None:
         assert torch.allclose(a, b, atol=1e-10)
 
 
+def test_grouped_position_bias_equals_the_plain_mlp_with_gradients() -> None:
+    """cpb_grouped.py (every group at once, split over threads) gives the reference's
+    MLP(signed_log(q - k)) for every group and output, and the same gradients as plain autograd."""
+    from histo.plugins.paper import cpb, cpb_grouped
+    from histo.plugins.paper.deformable import _bias_mlp
+
+    torch.manual_seed(0)
+    mlp = _bias_mlp(2, 6, 2).double()
+    batch, groups, width, height, keys, n = 2, 3, 5, 4, 7, 9
+    col = torch.randint(0, width, (batch, n))
+    row = torch.randint(0, height, (batch, n))
+    columns = torch.linspace(-1, 1, width, dtype=torch.float64).expand(batch, -1)
+    rows = torch.linspace(-1, 1, height, dtype=torch.float64).expand(batch, -1)
+    key_x = (torch.rand(batch, groups, keys, dtype=torch.float64) * 3 - 1.5).requires_grad_()
+    key_y = (torch.rand(batch, groups, keys, dtype=torch.float64) * 3 - 1.5).requires_grad_()
+
+    def plain() -> Tensor:  # [B, G, n, K, outputs]
+        dx = columns.gather(1, col)[:, None, :, None] - key_x[:, :, None, :]
+        dy = rows.gather(1, row)[:, None, :, None] - key_y[:, :, None, :]
+        return mlp(cpb._signed_log(torch.stack([dx, dy], -1)))
+
+    params = [key_x, key_y, *mlp.parameters()]
+    old_pairs, old_threads = cpb_grouped.PIECE_PAIRS, torch.get_num_threads()
+    cpb_grouped.PIECE_PAIRS = 4 * keys  # several pieces per (bag, group), the last one short
+    torch.set_num_threads(2)  # two shares, each on its own thread
+    try:
+        tables = cpb_grouped.grouped_tables(mlp, columns, rows, key_x, key_y)
+        grouped = cpb_grouped.grouped_cpb(mlp, tables, col, row)
+        weights = torch.randn_like(grouped)
+        got = torch.autograd.grad((grouped * weights).sum(), params)
+        assert torch.get_num_threads() == 2  # the threads setting is restored
+    finally:
+        cpb_grouped.PIECE_PAIRS = old_pairs
+        torch.set_num_threads(old_threads)
+    expected = plain()
+    want = torch.autograd.grad((expected * weights).sum(), params)
+    assert grouped.shape == expected.shape
+    assert torch.allclose(grouped, expected, atol=1e-12)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
 def test_cosine_steps_is_the_released_per_batch_schedule() -> None:
     """The released loop steps CosineAnnealingLR(T_max=epochs=10) after every batch: a 20-step cycle."""
     from histo.plugins.training.config import OptimConfig

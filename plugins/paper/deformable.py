@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .configs import DeformableConfig
-from .cpb import cpb_tables, fused_cpb
+from .cpb_grouped import grouped_cpb, grouped_tables
 from .dropout import AttentionDropout
 from .fused_head import SeparableBias, separable_head
 from .layout import TokenLayout, _normalise
@@ -116,21 +117,13 @@ class PositionBias(nn.Module):
     ) -> LogitFn:
         """key_x, key_y [B, groups, K]; constant [B, heads, 1, K] is added to every query's logits; reach
         bounds |query - key| per axis. Returns (chunk, head) -> a new logits tensor [B, n, K]."""
-        per_group = constant.shape[1] // key_x.shape[1]
         batch = key_x.shape[0]
         device = key_x.device
         columns = _normalise(torch.arange(layout.grid_width, device=device).expand(batch, -1), layout.width)
         rows = _normalise(torch.arange(layout.grid_height, device=device).expand(batch, -1), layout.height)
         if self.kind == "cpb":
-
-            def joint(sl: slice, head: int) -> Tensor:
-                """The reference's MLP for every query and key, fused (cpb.py): [B, n, K]."""
-                group, out = divmod(head, per_group)
-                tables = cpb_tables(self.mlp, columns, rows, key_x[:, group], key_y[:, group])
-                bias = fused_cpb(self.mlp, tables, layout.col[:, sl], layout.row[:, sl], out)
-                return bias + constant[:, head]
-
-            return joint
+            tables = grouped_tables(self.mlp, columns, rows, key_x, key_y)
+            return _joint_bias(self.mlp, layout, tables, constant)
         # [heads, B * lines, K]: one contiguous row per (bag, grid line); a query's bias is two row reads
         table_x = (self._table(self.mlp_x, columns, key_x, reach) + constant).transpose(0, 1).flatten(1, 2)
         table_y = self._table(self.mlp_y, rows, key_y, reach).transpose(0, 1).flatten(1, 2)
@@ -151,6 +144,23 @@ class PositionBias(nn.Module):
         low = low.long()
         table = values[low] * (1 - frac) + values[low + 1] * frac  # [B, g, L, K, o]
         return table.permute(0, 1, 4, 2, 3).flatten(1, 2)
+
+
+def _joint_bias(
+    mlp: nn.Sequential, layout: TokenLayout, tables: tuple[Tensor, Tensor], constant: Tensor
+) -> LogitFn:
+    """The reference's MLP for every query, key and head (cpb_grouped.py), computed for all heads when a
+    chunk asks for head 0 (the attention asks for heads in order, also when it recomputes a chunk)."""
+    held: dict[str, Any] = {}
+
+    def joint(sl: slice, head: int) -> Tensor:
+        if head == 0 or held.get("slice") != (sl.start, sl.stop):
+            bias = grouped_cpb(mlp, tables, layout.col[:, sl], layout.row[:, sl])  # [B, g, n, K, o]
+            held["slice"] = (sl.start, sl.stop)
+            held["heads"] = bias.permute(1, 4, 0, 2, 3).flatten(0, 1).unbind(0)  # heads x [B, n, K]
+        return held["heads"][head] + constant[:, head]
+
+    return joint
 
 
 class DeformableAttention(nn.Module):
