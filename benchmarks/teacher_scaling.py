@@ -1,13 +1,13 @@
 """The `dmf` teacher's cost per patch from 2,500 to 100,000 patches per view, against an earlier commit's
 teacher in the same run.
 
-What is timed: the default `dmf` teacher (one magnification, 1024-d features, 128-d model, 4 classes,
-its two SNNs) on one bag (batch 1) of N patches on a lattice that the tissue covers at ~45% (as
-`paper_models.py`'s large bag), per training step (forward + backward of the cross-entropy) and per
-inference pass (eval, inference mode). Each (N, code) pair runs in a fresh child process, baseline and
-current alternating, so that its peak memory (VmHWM, above the process before the first step) is its
-own: one warm-up, then the median of `--repeats` steps (2 above 25,000 patches), with the process's own
-user and kernel CPU time per step (getrusage) beside the wall time.
+What is timed: the `dmf` teacher, `preset: default` unless `--preset reference` (one magnification,
+1024-d features, 128-d model, 4 classes, its two SNNs) on one bag (batch 1) of N patches on a lattice
+that the tissue covers at ~45% (as `paper_models.py`'s large bag), per training step (forward + backward
+of the cross-entropy) and per inference pass (eval, inference mode). Each (N, code) pair runs in a fresh
+child process, baseline and current alternating, so that its peak memory (VmHWM, above the process before
+the first step) is its own: one warm-up, then the median of `--repeats` steps (2 above 25,000 patches),
+with the process's own user and kernel CPU time per step (getrusage) beside the wall time.
 
 The baseline is `plugins/paper/` at `--baseline` (default: the last commit before the teacher's scaling
 work), read with `git archive` from this checkout into a temporary folder and imported as its own
@@ -71,7 +71,9 @@ def build_teacher(variant: str) -> Any:
     teacher, configs = teacher_module(variant)
     torch.manual_seed(0)
     dims = ModelDims(FEATURES, GENES, CLASSES, ("20x",))
-    return teacher.DmfTeacher(dims, configs.DmfConfig())
+    # the preset reaches the child processes through their environment (main sets it from --preset)
+    preset = os.environ.get("TEACHER_SCALING_PRESET", "default")
+    return teacher.DmfTeacher(dims, configs.DmfConfig.model_validate({"preset": preset}))
 
 
 def bag(patches: int, seed: int = 0) -> dict[str, Any]:
@@ -218,9 +220,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--baseline", default=BASELINE, help="commit whose plugins/paper/ is the baseline")
     parser.add_argument("--no-baseline", action="store_true", help="time the current code only")
+    parser.add_argument(
+        "--preset",
+        choices=["default", "reference"],
+        default="default",
+        help="which dmf preset both teachers are built with (default: histo's variant, `preset: default`)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", choices=["current", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.child:  # a child inherits its parent's preset through the environment
+        os.environ["TEACHER_SCALING_PRESET"] = args.preset
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.child:
         print(json.dumps(child(args.child, sizes[0], args.repeats, args.threads)))
