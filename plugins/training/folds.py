@@ -107,12 +107,31 @@ def save_model_card(
     )  # fmt: skip
 
 
+PRESET_MODELS = ("dmf", "dmf_student")  # models whose config gained `preset`, later defaulting to reference
+
+
+def _pin_presets(model: Any) -> Any:
+    """A model card written before `preset` existed describes histo's own variant: keep it so.
+
+    Without the key, a newer histo would fill the reference preset's sampling conventions into the keys
+    that card lacks, and the saved weights would load into a model that computes something else."""
+    if isinstance(model, list):
+        return [_pin_presets(item) for item in model]
+    if not isinstance(model, dict):
+        return model
+    pinned = {key: _pin_presets(value) for key, value in model.items()}
+    params = pinned.get("params")
+    if pinned.get("name") in PRESET_MODELS and isinstance(params, dict) and "preset" not in params:
+        pinned["params"] = {**params, "preset": "default"}
+    return pinned
+
+
 def load_model(fold_dir: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained fold's model from model.json and best.pt (safe loading: weights only)."""
     from histo.recipe import resolve_config
 
     card = json.loads((fold_dir / "model.json").read_text())
-    config = resolve_config(ModelConfig, card["model"], label=str(fold_dir / "model.json"))
+    config = resolve_config(ModelConfig, _pin_presets(card["model"]), label=str(fold_dir / "model.json"))
     d = card["dims"]
     dims = ModelDims(d["feature_dim"], d["omics_groups"], d["num_outputs"], tuple(d["magnifications"]))
     model = build_model(config, dims, int(card.get("members", 1)))
