@@ -72,7 +72,7 @@ class TrainConfig(BaseModel):
 
 
 class TrainStage(Stage[TrainConfig]):
-    version = "2"  # 2: training.selection (best.pt may hold an ensemble; best_epoch may be null)
+    version = "3"  # 3: dmf / dmf_student default to preset: reference (a recipe without one changed)
 
     def check_inputs(self) -> list[tuple[tuple[str | int, ...], str]]:
         from histo.plugins.training.preflight import check_train_inputs
