@@ -185,46 +185,10 @@ def test_import_checkpoint_command_writes_a_loadable_model(
     assert "teachers.pth holds 1 magnification(s)" in capsys.readouterr().err
 
 
-def test_fused_position_bias_equals_the_plain_mlp_with_gradients() -> None:
-    """cpb.py's tables + fused chunks give the reference's MLP(signed_log(q - k)) and its gradients."""
-    from histo.plugins.paper import cpb
-    from histo.plugins.paper.deformable import _bias_mlp
-
-    torch.manual_seed(0)
-    mlp = _bias_mlp(2, 6, 2).double()
-    batch, width, height, keys = 2, 5, 4, 7
-    col = torch.randint(0, width, (batch, 9))
-    row = torch.randint(0, height, (batch, 9))
-    columns = torch.linspace(-1, 1, width, dtype=torch.float64).expand(batch, -1)
-    rows = torch.linspace(-1, 1, height, dtype=torch.float64).expand(batch, -1)
-    key_x = (torch.rand(batch, keys, dtype=torch.float64) * 3 - 1.5).requires_grad_()
-    key_y = (torch.rand(batch, keys, dtype=torch.float64) * 3 - 1.5).requires_grad_()
-
-    def plain() -> Tensor:
-        dx = columns.gather(1, col)[:, :, None] - key_x[:, None, :]
-        dy = rows.gather(1, row)[:, :, None] - key_y[:, None, :]
-        return mlp(cpb._signed_log(torch.stack([dx, dy], -1)))[..., 1]
-
-    old_chunk = cpb.CHUNK_PAIRS
-    cpb.CHUNK_PAIRS = 3 * batch * keys  # several chunks, the last one short
-    try:
-        fused = cpb.fused_cpb(mlp, cpb.cpb_tables(mlp, columns, rows, key_x, key_y), col, row, 1)
-        weights = torch.randn_like(fused)
-        params = [key_x, key_y, *mlp.parameters()]
-        got = torch.autograd.grad((fused * weights).sum(), params)
-    finally:
-        cpb.CHUNK_PAIRS = old_chunk
-    expected = plain()
-    want = torch.autograd.grad((expected * weights).sum(), params)
-    assert torch.allclose(fused, expected, atol=1e-12)
-    for a, b in zip(got, want, strict=True):
-        assert torch.allclose(a, b, atol=1e-10)
-
-
 def test_grouped_position_bias_equals_the_plain_mlp_with_gradients() -> None:
     """cpb_grouped.py (every group at once, split over threads) gives the reference's
     MLP(signed_log(q - k)) for every group and output, and the same gradients as plain autograd."""
-    from histo.plugins.paper import cpb, cpb_grouped
+    from histo.plugins.paper import cpb_grouped
     from histo.plugins.paper.deformable import _bias_mlp
 
     torch.manual_seed(0)
@@ -240,7 +204,7 @@ def test_grouped_position_bias_equals_the_plain_mlp_with_gradients() -> None:
     def plain() -> Tensor:  # [B, G, n, K, outputs]
         dx = columns.gather(1, col)[:, None, :, None] - key_x[:, :, None, :]
         dy = rows.gather(1, row)[:, None, :, None] - key_y[:, :, None, :]
-        return mlp(cpb._signed_log(torch.stack([dx, dy], -1)))
+        return mlp(cpb_grouped._signed_log(torch.stack([dx, dy], -1)))
 
     params = [key_x, key_y, *mlp.parameters()]
     old_pairs, old_threads = cpb_grouped.PIECE_PAIRS, torch.get_num_threads()

@@ -1,13 +1,20 @@
 """The reference's continuous position bias for all offset groups at once, in cache-sized pieces that
 each CPU thread runs on its own.
 
-`cpb.FusedBiasMlp` computes one head per call in ~180 chunks of small parallel operations; every one
-of them ends in an OpenMP barrier, and on a shared machine a barrier waits for a descheduled thread
-(the bias MLP of a [B, 8, 2,500, 144] layer ran 40x slower in the model than alone). Here the MLP's
-32 -> 32 layer is the same matrix for every group, so all groups are one job, split into (bag, group)
-units; each thread takes a fixed share of the units and runs them with single-threaded operations on
-a few-MB working set, with no barrier until the end. The numbers are the same as the per-head path
-(a fixed split, partial weight gradients summed in a fixed order: runs are deterministic).
+The reference evaluates MLP(signed_log(query - key)) (2 -> 32 -> 32 -> 1, ReLU) for every query, key
+and offset group, materialising [B x groups, N, keys, 32] activations (1.5 GB per layer at the paper's
+batch). The first layer is linear in (signed_log(dx), signed_log(dy)), and dx depends only on the
+query's grid column, dy only on its row: two small tables [B, groups, lines, keys, 32] built once and
+gathered per query replace it. The rest runs in pieces whose backward pass recomputes their
+activations instead of storing them.
+
+Computed one head at a time in small chunks, the bias took ~180 small parallel operations per call;
+every one of them ends in an OpenMP barrier, and on a shared machine a barrier waits for a
+descheduled thread (the bias MLP of a [B, 8, 2,500, 144] layer ran 40x slower in the model than
+alone). Here the MLP's 32 -> 32 layer is the same matrix for every group, so all groups are one job,
+split into (bag, group) units; each thread takes a fixed share of the units and runs them with
+single-threaded operations on a few-MB working set, with no barrier until the end (a fixed split,
+partial weight gradients summed in a fixed order: runs are deterministic).
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from .cpb import _signed_log
-
 # (query, key) pairs per piece: 32,768 x 32 hidden floats = 4 MB per work buffer (measured on 2 threads:
 # 10-25% faster than 1 MB pieces, which pay more per-operation overhead; 16 MB pieces were slower again)
 PIECE_PAIRS = 1 << 15
 # pairs per piece on a GPU: few large kernels (launches, not arithmetic, bound the small ones)
 DEVICE_PIECE_PAIRS = 1 << 22
+
+
+def _signed_log(d: Tensor) -> Tensor:
+    return torch.sign(d) * torch.log(d.abs() + 1)  # the reference's expression, bit for bit
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owning process id, pool)
 
