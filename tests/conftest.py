@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,3 +23,31 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def slides_dir(shared_data: Path) -> Path:
     return shared_data / "slides"
+
+
+@pytest.fixture(scope="session")
+def cmu_patches(slides_dir: Path) -> Any:
+    """Twelve real 224-px RGB patches of cmu-1-small-region.svs at level 0, uint8 [12, 224, 224, 3]."""
+    import numpy as np
+    import openslide
+    import torch
+
+    with openslide.OpenSlide(str(slides_dir / "cmu-1-small-region.svs")) as slide:
+        patches = [
+            np.asarray(slide.read_region((x, y), 0, (224, 224)).convert("RGB"))
+            for y in range(200, 1800, 400)
+            for x in range(200, 2000, 300)
+        ][:12]
+    return torch.from_numpy(np.stack(patches))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny models: thread start-up costs more than it saves, badly so
+    on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,9 +3,6 @@ gives the same floats as the network as its package defines it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,10 +13,8 @@ from histo.plugins.extractors.engine import Engine
 
 
 def test_lean_network_is_bit_identical_on_real_patches(
-    slides_dir: Path, histo_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+    cmu_patches: torch.Tensor, histo_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import openslide
-
     extractor = histo_plugins.registry("feature_extractors").build("efficientnet_lite0", {})
     lean = extractor.build()
     pads = [m for m in lean.modules() if isinstance(m, nn.ZeroPad2d)]
@@ -30,13 +25,7 @@ def test_lean_network_is_bit_identical_on_real_patches(
     monkeypatch.setenv("HISTO_LEAN_MODULES", "0")  # the switch to time the difference
     as_packaged = extractor.build()
     assert sum(isinstance(m, nn.ZeroPad2d) for m in as_packaged.modules()) > len(pads)
-    with openslide.OpenSlide(str(slides_dir / "cmu-1-small-region.svs")) as slide:
-        patches = [
-            np.asarray(slide.read_region((x, y), 0, (224, 224)).convert("RGB"))
-            for y in range(200, 1800, 500)
-            for x in range(200, 2000, 500)
-        ][:10]
-    images = torch.from_numpy(np.stack(patches))
+    images = cmu_patches[:10]
     for threads, channels_last in ((1, True), (2, True), (1, False)):
         kwargs = {"batch_size": 10, "num_workers": 0, "threads": threads, "channels_last": channels_last}
         expected = Engine(extractor, as_packaged, **kwargs).embed(images)  # type: ignore[arg-type]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -49,20 +47,12 @@ def test_tuned_malloc_keeps_large_blocks_on_the_heap_then_restores(monkeypatch: 
         assert not applied
 
 
-def test_slices_give_the_same_features_bit_for_bit(slides_dir: Path, histo_plugins: Plugins) -> None:
+def test_slices_give_the_same_features_bit_for_bit(cmu_patches: torch.Tensor, histo_plugins: Plugins) -> None:
     """The default extractor on real patches: one 12-patch forward pass or slices of 5 give identical
     floats (the engine slices batches on a CPU, `CPU_MODEL_BATCH` patches at a time)."""
-    import openslide
-
     extractor = histo_plugins.registry("feature_extractors").build("efficientnet_lite0", {})
     model = extractor.build()
-    with openslide.OpenSlide(str(slides_dir / "cmu-1-small-region.svs")) as slide:
-        patches = [
-            np.asarray(slide.read_region((x, y), 0, (224, 224)).convert("RGB"))
-            for y in range(200, 1800, 400)
-            for x in range(200, 2000, 300)
-        ][:12]
-    images = torch.from_numpy(np.stack(patches))
+    images = cmu_patches
     whole = Engine(extractor, model, batch_size=12, num_workers=0, threads=1, model_batch=12)
     assert Engine(extractor, model, batch_size=12, num_workers=0).model_batch == CPU_MODEL_BATCH
     reference = whole.embed(images)

@@ -3,8 +3,6 @@ checkpointed chunk is recomputed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pytest
 import torch
 
@@ -14,14 +12,7 @@ from histo.plugins.paper.deformable import DeformableAttention
 from histo.plugins.paper.dropout import AttentionDropout, keep_mask
 from histo.plugins.paper.layout import build_layout
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterable[None]:
-    """Tiny models: thread start-up costs more than it saves, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])

@@ -76,13 +76,7 @@ class LocalAggregators:
         return [ComponentSpec("test_merge", TopScoreMergeBuilder, MergeConfig, "test-only merge")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterable[None]:
-    """These models are tiny: thread start-up costs more than it saves, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
