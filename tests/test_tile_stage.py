@@ -157,7 +157,7 @@ def test_override_makes_a_slide_without_mpp_work(run_tile: RunTile, slides_dir: 
 
     tiling = read_json(out / "tiling.json")
     assert tiling["format"] == "histo.tiling/1"
-    assert tiling["reader"] == {"name": "openslide", "params": {}}
+    assert tiling["reader"] == {"name": "openslide", "params": {"fast_jpeg2000": True}}
     assert [(m["name"], m["mpp"], m["parent"]) for m in tiling["magnifications"]] == [
         ("10x", 1.0, None),
         ("20x", 0.5, "10x"),

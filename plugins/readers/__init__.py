@@ -19,9 +19,16 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 class OpenSlideConfig(BaseModel):
-    """OpenSlide takes no options: mpp comes from the file or from the tile stage's overrides."""
+    """OpenSlide's reader: mpp comes from the file or from the tile stage's overrides."""
 
     model_config = ConfigDict(extra="forbid")
+
+    fast_jpeg2000: bool = Field(
+        default=True,
+        description="decode whole-level reads (overviews, QC thumbnails) of Aperio SVS files stored as "
+        "JPEG 2000 on all cores with imagecodecs: the same pixels as OpenSlide's decoder, 3-5x faster; "
+        "false leaves every read to OpenSlide",
+    )
 
 
 class ImageConfig(BaseModel):

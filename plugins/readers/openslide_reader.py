@@ -13,6 +13,7 @@ from histo.errors import SlideOpenError, SlideReadError
 from histo.interfaces import Mpp, Slide, SlideReader
 
 from . import OPENSLIDE_EXTENSIONS, OpenSlideConfig
+from .aperio_jp2k import Jp2kLevelReader
 from .common import check_region, missing_mpp, slide_id_of, to_rgb
 from .dicom_series import DICOM_SUFFIX, Instance, check_series, level_file, series_folder
 
@@ -35,6 +36,7 @@ class OpenSlideSlide(Slide):
         handle: openslide.OpenSlide,
         mpp_override: float | None,
         instances: list[Instance] | None = None,
+        fast_jpeg2000: bool = True,
     ) -> None:
         self.path = path
         self.slide_id = slide_id_of(path)
@@ -43,6 +45,9 @@ class OpenSlideSlide(Slide):
         self._instances = instances or []  # a DICOM series' files, to name the one a read fails in
         self._dimensions = tuple((int(w), int(h)) for w, h in handle.level_dimensions)
         self._downsamples = tuple(float(d) for d in handle.level_downsamples)
+        aperio = handle.properties.get(openslide.PROPERTY_NAME_VENDOR) == "aperio" and not self._instances
+        # whole-level reads of JPEG 2000 levels decoded on all cores (same pixels; see aperio_jp2k.py)
+        self._jp2k = Jp2kLevelReader(path, self._dimensions) if fast_jpeg2000 and aperio else None
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
@@ -79,6 +84,11 @@ class OpenSlideSlide(Slide):
         check_region(self.slide_id, location, level, size, len(self._dimensions))
         x, y = int(location[0]), int(location[1])
         width, height = int(size[0]), int(size[1])
+        if self._jp2k is not None:
+            downsample = self._downsamples[level]  # OpenSlide's own mapping to level pixels
+            pixels = self._jp2k.read(level, (x / downsample, y / downsample), (width, height))
+            if pixels is not None:
+                return pixels
         try:
             image = self._handle.read_region((x, y), level, (width, height))
         except openslide.OpenSlideError as exc:
@@ -121,7 +131,7 @@ class OpenSlideReader(SlideReader):
                 f"cannot open slide {path} with OpenSlide: {exc}. The file is truncated, corrupt or not a "
                 "format OpenSlide reads: re-copy it, convert it, or remove it from the slides folder."
             ) from None
-        return OpenSlideSlide(path, handle, mpp_override)
+        return OpenSlideSlide(path, handle, mpp_override, fast_jpeg2000=self.config.fast_jpeg2000)
 
     def _open_dicom(self, path: Path, mpp_override: float | None) -> Slide:
         """A DICOM series by its folder (or any of its files): every file checked, then the largest
