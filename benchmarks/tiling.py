@@ -14,7 +14,9 @@ Both sides get a fresh slide handle per repeat (no warm tile cache) and both wri
 CLAM writes no QC image. With the QC image, histo is timed drawing it in line and, as the tile stage
 does, on a background thread while the next slide is tiled (per slide over 3 in a row, every image
 written). Every row gives wall seconds and the CPU seconds of the process and its children (user and
-kernel), medians over the repeats. Last, the first slide in a fresh process against the next ones.
+kernel), medians over the repeats. On slides with JPEG 2000 levels, the tile stage's default is also
+timed with OpenSlide decoding them (the reader's `fast_jpeg2000: false`, as before). Last, the first
+slide in a fresh process against the next ones.
 
 usage: python benchmarks/tiling.py [--quick] [--json PATH] [--cache-dir DIR] [--clam-dir DIR]
                                    [--repeats N] [--naive] [--no-big]
@@ -42,6 +44,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from histo.interfaces import Slide, TissueMask
+from histo.plugins.readers import OpenSlideConfig
+from histo.plugins.readers.aperio_jp2k import jp2k_levels
 from histo.plugins.readers.openslide_reader import OpenSlideReader
 from histo.plugins.stages.tile import QC_SIZE
 from histo.plugins.tiling import Grid, GridPlan, Magnification, nest, plan_grids, qc, tile
@@ -85,14 +89,21 @@ def big_slide(cache: Path) -> Path:
 
 
 def ours(
-    case: Case, mags: list[Magnification], out: Path, qc_from: str = "", writer: QcWriter | None = None
+    case: Case,
+    mags: list[Magnification],
+    out: Path,
+    qc_from: str = "",
+    writer: QcWriter | None = None,
+    fast_jpeg2000: bool = True,
 ) -> tuple[float, list[Grid]]:
     """Segment, tile and write coords with histo's defaults; seconds exclude opening the slide.
 
     `qc_from`: also draw and write the tile stage's QC image, its thumbnail read from the slide again
     ("slide", as before) or cut from the segmenter's reads ("reads", the stage's default).
+    `fast_jpeg2000=False`: OpenSlide decodes JPEG 2000 levels itself (the reader's setting).
     """
-    opened = OpenSlideReader().open(case.path, case.mpp_override)
+    reader = OpenSlideReader(OpenSlideConfig(fast_jpeg2000=fast_jpeg2000))
+    opened = reader.open(case.path, case.mpp_override)
     slide: Slide = RecordingSlide(opened) if qc_from == "reads" else opened
     segmenter = OtsuSegmenter(OtsuConfig())
     start = time.perf_counter()
@@ -122,14 +133,14 @@ STREAMED = 3  # slides in a row for the background QC timing
 
 
 def ours_streamed(
-    case: Case, mags: list[Magnification], out: Path, slides: int = STREAMED
+    case: Case, mags: list[Magnification], out: Path, slides: int = STREAMED, fast_jpeg2000: bool = True
 ) -> tuple[float, list[Grid]]:
     """Per-slide seconds of tiling the slide `slides` times in a row as the tile stage does: QC from the
     segmenter's reads, drawn in the background while the next slide is tiled, all images written."""
     writer = QcWriter()
     start = time.perf_counter()
     for _ in range(slides):
-        _, grids = ours(case, mags, out, "reads", writer)
+        _, grids = ours(case, mags, out, "reads", writer, fast_jpeg2000)
     failures = writer.finish()
     assert not failures, failures
     return (time.perf_counter() - start) / slides, grids
@@ -413,6 +424,7 @@ def main() -> int:
         for case in cases:
             with OpenSlideReader().open(case.path, case.mpp_override) as slide:
                 dims = slide.dimensions
+                jpeg2000 = bool(jp2k_levels(case.path, slide.level_dimensions))
             baselines: list[tuple[str, str, str, Timing]] = []
             jobs: dict[str, Job] = {}  # the baseline first in every round
             if clam_dir is not None:
@@ -425,6 +437,8 @@ def main() -> int:
                 jobs["slide"] = (ours, (case, TWO_MAGS, out, "slide"), 1)
             jobs["reads"] = (ours, (case, TWO_MAGS, out, "reads"), 1)
             jobs["streamed"] = (ours_streamed, (case, TWO_MAGS, out), STREAMED)
+            if jpeg2000:  # the same, with OpenSlide's one-core JPEG 2000 decoder (before)
+                jobs["openslide_jp2k"] = (ours_streamed, (case, TWO_MAGS, out, STREAMED, False), STREAMED)
             timed = interleaved(repeats, jobs)
             ours_one, grids_one = timed["one"]
             ours_two, grids_two = timed["two"]
@@ -452,6 +466,9 @@ def main() -> int:
                 ("histo + QC drawn in line", "10x+20x", two, qc_reads),
                 ("histo + QC in the background (tile stage default)", "10x+20x", two, qc_streamed),
             ]
+            if "openslide_jp2k" in timed:
+                label = "histo + QC in the background, OpenSlide decoding JPEG 2000 (before)"
+                rows.append((label, "10x+20x", two, timed["openslide_jp2k"][0]))
             base = baselines[0][3].median
             for method, mags, patches, t in rows:
                 ratio = t.median / base
