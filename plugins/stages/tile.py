@@ -297,9 +297,10 @@ class TileStage(Stage[TileConfig]):
             write_coords(path, grid, {**attrs, **links})
             row.patches[grid.plan.magnification.name] = len(grid)
         if cfg.qc_thumbnails:
-            thumbnail, downsample = qc.thumbnail(slide, QC_SIZE)  # cut from the segmenter's reads
+            overview = qc.overview(slide, QC_SIZE)  # cut from the segmenter's reads
 
             def draw(target: Path = outputs[-1]) -> None:
+                thumbnail, downsample = qc.fit(overview, width, QC_SIZE)
                 with atomic_path(target) as tmp:
                     qc.save(qc.render(thumbnail, downsample, mask, grids), tmp)
 
