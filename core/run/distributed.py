@@ -37,6 +37,17 @@ class DistEnv:
 
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group together: a rank that exits while another still holds gloo's
+        connections can be aborted in their C++ threads ("terminate called without an active
+        exception") after its work is done."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
     def sum(self, value: int) -> int:
         """Sum an integer over all processes (every rank gets the total)."""
         if self.world_size == 1:

@@ -133,6 +133,7 @@ def run_recipe(
         save_summary()
         logger.info("run %s: %s (summary in %s)", loaded.name, summary["status"], run_dir / "summary.json")
         close_run_log(logger, handlers)
+    dist.close()  # not after an exception: the other ranks may never reach the barrier
     return RunResult(run_dir, summary)
 
 
