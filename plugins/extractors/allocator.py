@@ -58,11 +58,15 @@ _depth = 0  # nesting of active tuned_malloc() blocks in this process
 
 
 @contextlib.contextmanager
-def tuned_malloc() -> Iterator[bool]:
-    """Large blocks from a heap that is not trimmed, for the block; yields whether it applied."""
+def tuned_malloc(
+    mmap_threshold: int = HEAP_MMAP_THRESHOLD, trim_threshold: int = HEAP_TRIM_THRESHOLD
+) -> Iterator[bool]:
+    """Blocks below `mmap_threshold` bytes from a heap trimmed only when more than `trim_threshold`
+    bytes are free at its top, for the block; yields whether it applied. Nested blocks keep the
+    outermost one's settings."""
     global _depth
     libc = _glibc()
-    if libc is None or (_depth == 0 and not _set(libc, HEAP_MMAP_THRESHOLD, HEAP_TRIM_THRESHOLD)):
+    if libc is None or (_depth == 0 and not _set(libc, mmap_threshold, trim_threshold)):
         yield False
         return
     _depth += 1
