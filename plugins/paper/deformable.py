@@ -143,7 +143,11 @@ class PositionBias(nn.Module):
         low = u.detach().floor().clamp(max=BIAS_KNOTS - 2)
         frac = (u - low).unsqueeze(-1)
         low = low.long()
-        table = values[low] * (1 - frac) + values[low + 1] * frac  # [B, g, L, K, o]
+        # index_select, not values[low]: the same rows, but its backward is an index_add; advanced indexing's
+        # accumulating index_put was ~4x slower on 2 threads (8 reads a step, ~1 ms each at 2,500 patches)
+        first = values.index_select(0, low.flatten()).view(*low.shape, -1)
+        second = values.index_select(0, (low + 1).flatten()).view(*low.shape, -1)
+        table = first * (1 - frac) + second * frac  # [B, g, L, K, o]
         return table.permute(0, 1, 4, 2, 3).flatten(1, 2)
 
 
