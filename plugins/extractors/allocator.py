@@ -11,7 +11,8 @@ later stages of the run do not keep extraction's peak.
 `mallopt` changes the running process (and readers it forks afterwards), so no environment variable
 has to be set before start-up. It does nothing where the C library is not glibc (musl, macOS,
 Windows) or under another allocator preloaded (jemalloc, tcmalloc: configure that one instead), and
-`HISTO_MALLOC_TUNING=0` turns it off.
+`HISTO_MALLOC_TUNING=0` turns it off. Training and inference use it too, with lower thresholds
+(`histo.plugins.training.heap.model_heap`).
 """
 
 from __future__ import annotations
