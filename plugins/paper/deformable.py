@@ -19,7 +19,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .batched_heads import all_heads
 from .configs import DeformableConfig
 from .cpb_grouped import grouped_cpb, grouped_tables
 from .dropout import AttentionDropout
@@ -365,10 +364,6 @@ class DeformableAttention(nn.Module):
                 out, key_mass = out + part, [*key_mass, mass]
             return out * layout.mask[:, sl].unsqueeze(-1), torch.cat(key_mass, dim=1), None
 
-        # the teacher's default otherwise: every head at once (batched_heads.py)
-        batched = isinstance(position, SeparableBias) and query is not None and not fused
-        stacked = values_out.transpose(0, 1).flatten(1, 2) if batched else None  # [B, heads * K, dim]
-
         def chunk(sl: slice) -> tuple[Tensor, Tensor, Tensor | None]:
             """One chunk of queries, one head at a time: only [B, n, K] scores exist at once."""
             mask = layout.mask[:, sl]
@@ -376,12 +371,6 @@ class DeformableAttention(nn.Module):
             weight = mask.to(tokens.dtype).unsqueeze(1)  # [B, 1, n]
             if fused:
                 return fused_chunk(sl, weight)
-            if batched:
-                assert isinstance(position, SeparableBias) and stacked is not None
-                out, mass, maps = all_heads(
-                    position, sl, stacked, self.to_out.bias, weight, silent, self.dropout, keep_maps
-                )
-                return out * mask.unsqueeze(-1), mass, maps
             q = None if query is not None else self._queries(tokens[:, sl])  # [heads, B, n, hd]
             out, key_mass, maps = None, [], []
             for h in range(self.heads):

@@ -96,14 +96,6 @@ class SeparableBias:
     def __init__(self, table_x: Tensor, table_y: Tensor, layout: TokenLayout) -> None:
         self.table_x, self.table_y, self.layout = table_x, table_y, layout  # [heads, B * lines, K]
         self.first = torch.arange(layout.mask.shape[0], device=table_x.device)[:, None]
-        self._rows: tuple[Tensor, Tensor] | None = None
-
-    def rows(self) -> tuple[Tensor, Tensor]:
-        """The tables with a row per (bag, grid line) holding every head's keys: [B * lines, heads * K]
-        each (built once per layer call; batched_heads.py reads them)."""
-        if self._rows is None:
-            self._rows = (self.table_x.transpose(0, 1).flatten(1), self.table_y.transpose(0, 1).flatten(1))
-        return self._rows
 
     def indices(self, sl: slice) -> tuple[Tensor, Tensor]:
         """Rows of table_x and table_y of each query of the chunk: [B * n] each."""
