@@ -239,7 +239,7 @@ class DeformableAttention(nn.Module):
         Channel c of that map is q_c times the occupancy, so the depthwise convolution is q_c times the
         occupancy's windows dotted with kernel c, plus bias c: one small product with windows that
         depend on the layout only. The convolution over the map's B x g x C x S x S values (and its
-        backward) was a fixed cost of ~25 ms a training step, a sixth of a 2,500-patch step.
+        backward) was a fixed cost of ~25 ms a training step (one thread), a tenth of a 2,500-patch step.
         """
         c = self.config
         conv, mix = cast(nn.Conv2d, self.offset_net[0]), cast(nn.Conv2d, self.offset_net[2])

@@ -4,13 +4,14 @@ inference.
 glibc serves every block above its mmap threshold (at most 32 MiB, however it adapts) with a fresh
 `mmap` and unmaps it on free. A bag's per-patch activations grow with its patches: at 100,000 patches
 a 128-wide token tensor is 51 MB, so every such tensor of every forward and backward pass page-faults
-its memory in again. The `dmf` teacher then spent 15-20% of a training step and ~25% of an
-inference pass in the kernel at 100,000 patches, and almost none at 25,000 (see docs/performance.md, "The
+its memory in again. The `dmf` teacher then spent 15-20% of a training step and of an inference
+pass in the kernel at 100,000 patches, and almost none at 25,000 (docs/performance.md, "The
 teacher's cost per patch"). Under `model_heap()` blocks below 256 MiB come from the heap, and the
 heap keeps up to 256 MiB free at its top, so the next pass reuses the pages. The price is memory: a
 heap holds freed blocks where a later, larger one may not fit, so the peak resident memory of a
-100,000-patch training step rose by a third (2.1 to 2.9 GB) in the benchmark; bags whose tensors stay
-below 32 MiB (~60,000 patches at width 128) are served from the heap already and see no difference.
+100,000-patch training step rose by a quarter to a third (2.1-2.3 to 2.8-2.9 GB) in the benchmark;
+bags whose tensors stay below 32 MiB (~60,000 patches at width 128) are served from the heap already
+and see no difference.
 
 The settings apply while the block runs and are undone after it (the extraction's `tuned_malloc`,
 with lower ceilings: blocks above 256 MiB, such as a large bag's input features, still map and
