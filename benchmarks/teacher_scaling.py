@@ -7,7 +7,10 @@ that the tissue covers at ~45% (as `paper_models.py`'s large bag), per training 
 of the cross-entropy) and per inference pass (eval, inference mode). Each (N, code) pair runs in a fresh
 child process, baseline and current alternating, so that its peak memory (VmHWM, above the process before
 the first step) is its own: one warm-up, then the median of `--repeats` steps (2 above 25,000 patches),
-with the process's own user and kernel CPU time per step (getrusage) beside the wall time.
+with the process's own user and kernel CPU time per step (getrusage) beside the wall time. The current
+code runs its steps under `histo.plugins.training.heap.model_heap()`, as the trainer's `fit` and
+`predict` do; `--glibc-row` adds a row per size for the current code under glibc's own malloc settings
+(`HISTO_MALLOC_TUNING=0`), which shows what that setting trades (kernel time against peak memory).
 
 The baseline is `plugins/paper/` at `--baseline` (default: the last commit before the teacher's scaling
 work), read with `git archive` from this checkout into a temporary folder and imported as its own
@@ -17,6 +20,7 @@ their eval-mode logits are compared (they must agree to float tolerance).
     python benchmarks/teacher_scaling.py                          # torch's default threads
     python benchmarks/teacher_scaling.py --threads 1 --json /tmp/teacher_scaling.json
     python benchmarks/teacher_scaling.py --no-baseline --sizes 2500,100000
+    python benchmarks/teacher_scaling.py --threads 1 --glibc-row --json /tmp/teacher_scaling_t1.json
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 BASELINE = "b77a4f0bff501c3c4f6cf004219290656558676a"  # before the teacher's scaling work
 SIZES = (2_500, 10_000, 25_000, 50_000, 100_000)
 PACKAGE = "histo_paper_baseline"
+VARIANTS = ("baseline", "current", "current-glibc")  # current-glibc: HISTO_MALLOC_TUNING=0
 HERE = Path(__file__).resolve().parent
 
 
@@ -58,7 +63,7 @@ def extract_baseline(commit: str, into: Path) -> Path:
 def teacher_module(variant: str) -> Any:
     import importlib
 
-    name = "histo.plugins.paper" if variant == "current" else PACKAGE
+    name = PACKAGE if variant == "baseline" else "histo.plugins.paper"
     return importlib.import_module(f"{name}.teacher"), importlib.import_module(f"{name}.configs")
 
 
@@ -107,21 +112,26 @@ def measured(fn: Any) -> dict[str, float]:
 
 def child(variant: str, patches: int, repeats: int, threads: int | None) -> dict[str, Any]:
     """One code variant at one bag size, in this (fresh) process."""
+    import contextlib
     import functools
 
     import torch
     from paper_models import infer, train_step
 
+    from histo.plugins.training.heap import model_heap
+
     if threads:
         torch.set_num_threads(threads)
     model, batch = build_teacher(variant), bag(patches)
     before = peak_rss_mb()
-    train_step(model, batch)  # warm-up
-    infer(model, batch)
     runs: dict[str, list[dict[str, float]]] = {"train": [], "infer": []}
-    for _ in range(repeats):
-        runs["train"].append(measured(functools.partial(train_step, model, batch)))
-        runs["infer"].append(measured(functools.partial(infer, model, batch)))
+    # the trainer's fit (and the predict passes it runs) hold model_heap() for the whole training
+    with model_heap() if variant == "current" else contextlib.nullcontext():
+        train_step(model, batch)  # warm-up
+        infer(model, batch)
+        for _ in range(repeats):
+            runs["train"].append(measured(functools.partial(train_step, model, batch)))
+            runs["infer"].append(measured(functools.partial(infer, model, batch)))
     result: dict[str, Any] = {"variant": variant, "patches": patches, "threads": torch.get_num_threads()}
     for kind, rows in runs.items():
         result[kind] = {key: statistics.median(r[key] for r in rows) for key in ("wall", "user", "sys")}
@@ -163,6 +173,8 @@ def run_child(
     if args.threads:
         command += ["--threads", str(args.threads)]
     env = dict(os.environ)
+    if variant == "current-glibc":
+        env["HISTO_MALLOC_TUNING"] = "0"  # model_heap() does nothing: glibc's own thresholds
     if baseline_dir is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(baseline_dir), env.get("PYTHONPATH")]))
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
@@ -188,18 +200,19 @@ def report(results: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
             f"| {r['peak_mb']:,.0f} ({r['above_start_mb']:,.0f}) |"
         )
     print("\nper-patch cost, largest / smallest over the sizes (flat = 1.0):")
-    for variant in ("baseline", "current"):
+    for variant in VARIANTS:
         rows = [r for r in results if r["variant"] == variant]
         if not rows:
             continue
         for kind in ("train", "infer"):
             wall = [r[kind]["wall"] / r["patches"] for r in rows]
             cpu = [(r[kind]["user"] + r[kind]["sys"]) / r["patches"] for r in rows]
-            print(f"  {variant:8s} {kind}: wall x{max(wall) / min(wall):.2f}, cpu x{max(cpu) / min(cpu):.2f}")
+            spread = f"wall x{max(wall) / min(wall):.2f}, cpu x{max(cpu) / min(cpu):.2f}"
+            print(f"  {variant:13s} {kind}: {spread}")
     print("\ncurrent / baseline (wall), per size:")
     for n in sorted({r["patches"] for r in results}):
         pair = {r["variant"]: r for r in results if r["patches"] == n}
-        if len(pair) == 2:
+        if "baseline" in pair and "current" in pair:
             ratios = [pair["current"][k]["wall"] / pair["baseline"][k]["wall"] for k in ("train", "infer")]
             print(f"  {n:>7,}: train x{ratios[0]:.2f}, infer x{ratios[1]:.2f}")
     for c in checks:
@@ -226,8 +239,13 @@ def main() -> None:
         default="default",
         help="which dmf preset both teachers are built with (default: histo's variant, `preset: default`)",
     )
+    parser.add_argument(
+        "--glibc-row",
+        action="store_true",
+        help="also time the current code under glibc's own malloc settings (HISTO_MALLOC_TUNING=0)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--child", choices=["current", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.child:  # a child inherits its parent's preset through the environment
         os.environ["TEACHER_SCALING_PRESET"] = args.preset
@@ -246,11 +264,12 @@ def main() -> None:
         checks = [] if args.no_baseline else same_logits([2_500, 10_000])
         results = []
         for n in sizes:
-            for variant in ("current",) if args.no_baseline else ("baseline", "current"):
+            variants = ["current"] if args.no_baseline else ["baseline", "current"]
+            for variant in variants + (["current-glibc"] if args.glibc_row else []):
                 results.append(run_child(variant, n, args, baseline_dir))
                 r = results[-1]
                 print(
-                    f"{n:>7,} {variant:8s} train {r['train']['wall']:.2f} s, "
+                    f"{n:>7,} {variant:13s} train {r['train']['wall']:.2f} s, "
                     f"infer {r['infer']['wall']:.3f} s, peak {r['peak_mb']:,.0f} MB",
                     flush=True,
                 )

@@ -11,7 +11,8 @@ later stages of the run do not keep extraction's peak.
 `mallopt` changes the running process (and readers it forks afterwards), so no environment variable
 has to be set before start-up. It does nothing where the C library is not glibc (musl, macOS,
 Windows) or under another allocator preloaded (jemalloc, tcmalloc: configure that one instead), and
-`HISTO_MALLOC_TUNING=0` turns it off.
+`HISTO_MALLOC_TUNING=0` turns it off. Training and inference use it too, with lower thresholds
+(`histo.plugins.training.heap.model_heap`).
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ _depth = 0  # nesting of active tuned_malloc() blocks in this process
 
 
 @contextlib.contextmanager
-def tuned_malloc() -> Iterator[bool]:
-    """Large blocks from a heap that is not trimmed, for the block; yields whether it applied."""
+def tuned_malloc(
+    mmap_threshold: int = HEAP_MMAP_THRESHOLD, trim_threshold: int = HEAP_TRIM_THRESHOLD
+) -> Iterator[bool]:
+    """Blocks below `mmap_threshold` bytes from a heap trimmed only when more than `trim_threshold`
+    bytes are free at its top, for the block; yields whether it applied. Nested blocks keep the
+    outermost one's settings."""
     global _depth
     libc = _glibc()
-    if libc is None or (_depth == 0 and not _set(libc, HEAP_MMAP_THRESHOLD, HEAP_TRIM_THRESHOLD)):
+    if libc is None or (_depth == 0 and not _set(libc, mmap_threshold, trim_threshold)):
         yield False
         return
     _depth += 1

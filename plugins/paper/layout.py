@@ -32,6 +32,7 @@ class TokenLayout:
     grid_height: int  # max rows over the batch
     grid_width: int  # max columns over the batch
     _occupancy: dict[int, Tensor] = field(default_factory=dict, compare=False, repr=False)
+    _windows: dict[tuple[int, int, int, int], Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_cells(self) -> int:
@@ -68,6 +69,16 @@ class TokenLayout:
         if size not in self._occupancy:
             self._occupancy[size] = self.pool_to_map(None, size)[1]
         return self._occupancy[size]
+
+    def occupancy_windows(self, size: int, kernel: int, stride: int, padding: int) -> Tensor:
+        """[B, positions, kernel^2] float: the zero-padded occupancy under each window of a convolution
+        (kernel, stride, padding) over the size x size map, positions in row-major order (cached)."""
+        key = (size, kernel, stride, padding)
+        if key not in self._windows:
+            occupied = self.occupancy(size).to(torch.float32).unsqueeze(1)  # [B, 1, S, S]
+            windows = torch.nn.functional.unfold(occupied, kernel, padding=padding, stride=stride)
+            self._windows[key] = windows.transpose(1, 2).contiguous()
+        return self._windows[key]
 
     def pool_to_map(self, x: Tensor | None, size: int) -> tuple[Tensor | None, Tensor]:
         """Area-average each bag's grid onto a size x size map (cells repeat when the grid is smaller).

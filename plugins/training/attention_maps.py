@@ -25,6 +25,7 @@ from histo.plugins.cohort.table import slide_key
 
 from .collate import collate, to_device
 from .dataset import PatientDataset
+from .heap import model_heap
 
 
 def whole_bags(dataset: PatientDataset) -> PatientDataset:
@@ -63,7 +64,8 @@ def slide_attention(
     model.eval()
     whole = whole_bags(dataset)
     for index, patient in enumerate(whole.patients):
-        out = model(to_device(collate([whole[index]]), device))
+        with model_heap():  # a generator: the setting must not outlive a forward pass (heap.py)
+            out = model(to_device(collate([whole[index]]), device))
         slides = whole.slides.get(patient, [])
         per_slide: dict[str, dict[str, np.ndarray]] = {s: {} for s in slides}
         for mag in features.magnifications:

@@ -20,6 +20,7 @@ from histo.io import atomic_path
 from .collate import collate, to_device
 from .config import LoopConfig, OptimConfig
 from .dataset import PatientDataset
+from .heap import model_heap
 from .stream import PatientStream
 
 Items = PatientDataset | PatientStream
@@ -80,6 +81,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
+@model_heap()  # large bags' activations reused between passes, not re-faulted (heap.py)
 def predict(
     model: nn.Module,
     dataset: Items,
@@ -165,6 +167,7 @@ def _update(
     optimizer.zero_grad(set_to_none=True)
 
 
+@model_heap()
 def fit(
     model: nn.Module,
     task: Any,

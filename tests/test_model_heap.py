@@ -1,0 +1,67 @@
+"""Training and inference keep a large bag's activations on the heap between passes (training/heap.py)."""
+
+from __future__ import annotations
+
+import ctypes
+import resource
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from histo.plugins.extractors import allocator
+from histo.plugins.training import trainer
+from histo.plugins.training.dataset import PatientDataset
+from histo.plugins.training.heap import MODEL_MMAP_THRESHOLD, model_heap
+
+glibc = allocator._glibc() is not None
+
+
+def faults_of_second_use(size: int) -> int:
+    """Minor page faults of writing a block of `size` bytes that was just freed, malloc'ed again."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    before = 0
+    for i in range(2):
+        block = libc.malloc(size)
+        if i == 1:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not glibc, reason="mallopt is glibc's")
+def test_model_heap_reuses_bag_sized_blocks_and_still_maps_larger_ones() -> None:
+    """A 100 MB block (a 100,000-patch bag's concatenated streams) is reused without faults inside,
+    re-faulted outside; a block above the threshold is mapped afresh inside too."""
+    bag_sized, pages = 100 << 20, (100 << 20) // 4096
+    with model_heap() as applied:
+        assert applied
+        assert faults_of_second_use(bag_sized) < pages // 10
+        assert faults_of_second_use(MODEL_MMAP_THRESHOLD + (16 << 20)) > pages // 2
+    assert faults_of_second_use(bag_sized) > pages // 2, "glibc's own thresholds are back after the block"
+
+
+class Probe(torch.nn.Module):
+    """Logits of zeros; records whether each forward pass ran under the tuned heap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        self.seen.append(allocator._depth > 0)
+        return {"logits": torch.zeros(len(batch["patient_id"]), 2)}
+
+
+@pytest.mark.skipif(not glibc, reason="mallopt is glibc's")
+def test_predict_runs_its_passes_under_it_and_restores() -> None:
+    dataset = PatientDataset(["a", "b", "c"], np.array([0, 1, 0]), omics={"g": np.zeros((3, 4), np.float32)})
+    probe = Probe()
+    result = trainer.predict(probe, dataset, 2, torch.device("cpu"))
+    assert result.patient_ids == ["a", "b", "c"] and probe.seen == [True, True]
+    assert allocator._depth == 0
