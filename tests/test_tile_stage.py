@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -455,3 +456,46 @@ def test_a_qc_image_that_fails_in_the_background_fails_its_slide_alone(
     out = result.run_dir / "stages" / "tile"
     assert (out / "qc" / f"{CMU}.png").is_file() and not (out / "qc" / f"{TCGA}.png").exists()
     assert not (out / "coords" / "20x" / f"{TCGA}.h5").exists()
+
+
+def test_every_slide_is_closed_once_whether_or_not_the_qc_thread_took_it(
+    run_tile: RunTile, slides_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenSlide slides go to the QC thread, which closes them after drawing; with QC off (or a
+    slide that fails) the stage closes them itself. A handle left open per slide would run a
+    thousand-slide cohort out of file descriptors."""
+    from histo.plugins.readers.openslide_reader import OpenSlideSlide
+
+    opened: list[int] = []
+    closed: list[int] = []
+    real_init, real_close = OpenSlideSlide.__init__, OpenSlideSlide.close
+
+    def init(self: OpenSlideSlide, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        opened.append(id(self))
+
+    def close(self: OpenSlideSlide) -> None:
+        closed.append(id(self))
+        real_close(self)
+
+    monkeypatch.setattr(OpenSlideSlide, "__init__", init)
+    monkeypatch.setattr(OpenSlideSlide, "close", close)
+    folder = link(slides_dir, tmp_path / "slides", [f"{CMU}.svs", f"{TCGA}.svs"])
+    overrides = {"mpp_overrides": {TCGA: 0.25}}
+    for qc_on, out in ((True, "qc"), (False, "no-qc")):
+        opened.clear()
+        closed.clear()
+        result = run_tile({"slides": str(folder), "qc_thumbnails": qc_on, **overrides}, out=out)
+        assert stage_record(result)["status"] == "done"
+        assert len(opened) == 2 and sorted(closed) == sorted(opened), qc_on
+        assert (result.run_dir / "stages" / "tile" / "qc" / f"{TCGA}.png").exists() == qc_on
+
+
+def test_qc_thread_runs_below_the_tiling_threads() -> None:
+    from histo.plugins.tiling.qc_writer import NICENESS, QcWriter
+
+    writer = QcWriter()
+    seen: list[int] = []
+    writer.submit("s", lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    assert writer.finish() == []
+    assert seen == [NICENESS] and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < NICENESS

@@ -223,11 +223,15 @@ class TileStage(Stage[TileConfig]):
         magnifications: list[Magnification],
     ) -> None:
         try:
-            with reader.open(row.path, row.mpp_override) as slide:
-                # the QC thumbnail is cut from the overview the segmenter read (tiling/reads.py)
-                budget = DEFAULT_BUDGET_BYTES if self.config.qc_thumbnails else 0
-                recording = RecordingSlide(slide, budget)
-                self._tile_open(ctx, row, recording, segmenter, magnifications)
+            # the QC thumbnail is cut from the overview the segmenter read (tiling/reads.py)
+            budget = DEFAULT_BUDGET_BYTES if self.config.qc_thumbnails else 0
+            recording = RecordingSlide(reader.open(row.path, row.mpp_override), budget)
+            handed_over = False  # to the QC thread, which closes the slide when its image is written
+            try:
+                handed_over = self._tile_open(ctx, row, recording, segmenter, magnifications)
+            finally:
+                if not handed_over:
+                    recording.close()
         except HistoError as exc:
             raise_if_environment(exc, row.path)
             row.status, row.error = "failed", str(exc)
@@ -253,7 +257,8 @@ class TileStage(Stage[TileConfig]):
         slide: Slide,
         segmenter: TissueSegmenter,
         magnifications: list[Magnification],
-    ) -> None:
+    ) -> bool:
+        """Tile one open slide; True when the QC thread took the slide over (it closes it)."""
         from histo.io import atomic_path
         from histo.plugins.tiling import plan_grids, qc, tile
         from histo.plugins.tiling.coords_file import write_coords
@@ -296,18 +301,27 @@ class TileStage(Stage[TileConfig]):
                 links["child_magnification"] = magnifications[index + 1].name
             write_coords(path, grid, {**attrs, **links})
             row.patches[grid.plan.magnification.name] = len(grid)
+        # A slide that may be read from another thread is handed to the QC thread whole: the
+        # thumbnail (cut from the segmenter's reads), the overlays and the PNG all leave the critical
+        # path. Other readers' slides give their thumbnail here and are closed by the caller.
+        handed_over = cfg.qc_thumbnails and slide.concurrent_reads
         if cfg.qc_thumbnails:
-            overview = qc.overview(slide, QC_SIZE)  # cut from the segmenter's reads
+            thumbnail = None if handed_over else qc.thumbnail(slide, QC_SIZE)
 
             def draw(target: Path = outputs[-1]) -> None:
-                thumbnail, downsample = qc.fit(overview, width, QC_SIZE)
-                with atomic_path(target) as tmp:
-                    qc.save(qc.render(thumbnail, downsample, mask, grids), tmp)
+                try:
+                    image, downsample = thumbnail or qc.thumbnail(slide, QC_SIZE)
+                    with atomic_path(target) as tmp:
+                        qc.save(qc.render(image, downsample, mask, grids), tmp)
+                finally:
+                    if handed_over:
+                        slide.close()
 
             self._qc.submit(row.slide_id, draw)
         row.status = "ok"
         counts = ", ".join(f"{name} {n}" for name, n in row.patches.items())
         ctx.log.info("%s: %s: %s (mpp %.4g, %s)", ctx.stage_id, row.slide_id, counts, mpp.mean, mpp.source)
+        return handed_over
 
     # -- tables --------------------------------------------------------------------------------------
     def _write_tables(

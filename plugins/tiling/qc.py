@@ -33,24 +33,13 @@ PNG_OPTIONS = {"format": "PNG", "compress_level": 1}  # zlib's fastest level: 1.
 
 def thumbnail(slide: Slide, max_size: int) -> tuple[np.ndarray, float]:
     """An RGB overview whose longer side is at most `max_size`, read strip by strip, and its downsample."""
-    return fit(overview(slide, max_size), slide.dimensions[0], max_size)
-
-
-def overview(slide: Slide, max_size: int) -> np.ndarray:
-    """The pixels `thumbnail` is made from: the slide at the level and integer reduction closest to
-    `max_size` from above. The only part that reads the slide, so `fit` can run after it is closed."""
     width, height = slide.dimensions
-    return read_downsampled(slide, max(max(width, height) / max_size, 1.0))[0]
-
-
-def fit(image: np.ndarray, level0_width: int, max_size: int) -> tuple[np.ndarray, float]:
-    """`image` box-resized to at most `max_size` on its longer side, and its downsample from level 0
-    (a GIL-free Pillow call: on a background thread it overlaps the next slide's segmentation)."""
+    image, _ = read_downsampled(slide, max(max(width, height) / max_size, 1.0))
     scale = max(image.shape[:2]) / max_size
     if scale > 1:
         size = (max(1, round(image.shape[1] / scale)), max(1, round(image.shape[0] / scale)))
         image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
-    return image, level0_width / image.shape[1]
+    return image, width / image.shape[1]
 
 
 def erode(region: np.ndarray) -> np.ndarray:

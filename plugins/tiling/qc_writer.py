@@ -2,19 +2,37 @@
 
 Drawing the overlays and PNG-encoding a 1,024 px image took about as long again as reading its
 thumbnail (0.25-0.3 s a slide on a 2-core CPU); both run mostly in numpy, SciPy and zlib, outside
-the GIL, so one background thread overlaps them with segmenting the next slide. At most `pending`
-images wait at a time (each holds its thumbnail, a few MB). Failures come back from `finish()`.
+the GIL, so one background thread overlaps them with segmenting the next slide. The tile stage hands
+it the whole slide where the reader allows reads from other threads: cutting the thumbnail from the
+segmenter's reads happens there too, and the thread closes the slide. The thread runs at a lower
+priority, so it takes the core tiling leaves free rather than slowing the next slide's decode. At
+most `pending` images wait at a time (each holds its slide's kept overview, a few MB to tens of MB).
+Failures come back from `finish()`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+
+NICENESS = 19  # how far below the tiling threads the drawing thread runs (Linux niceness, per thread)
+
+
+def _yield_to_tiling() -> None:
+    """Lower this thread's scheduling priority: the drawing then takes a core only when tiling leaves
+    one free, instead of slowing the next slide's decode, which runs on every core."""
+    with contextlib.suppress(AttributeError, OSError):  # not on Linux, or not permitted: plain priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
 
 
 class QcWriter:
     def __init__(self, pending: int = 2) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histo-qc")
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="histo-qc", initializer=_yield_to_tiling
+        )
         self._pending = pending
         self._futures: list[tuple[str, Future[None]]] = []
         self._failures: list[tuple[str, BaseException]] = []
