@@ -133,8 +133,7 @@ class PositionBias(nn.Module):
     def _table(mlp: nn.Module, query: Tensor, key: Tensor, reach: float) -> Tensor:
         """query [B, L] positions of the grid lines, key [B, g, K] -> f(query - key) [B, heads, L, K]."""
         limit = math.log1p(reach)
-        knots = torch.linspace(-limit, limit, BIAS_KNOTS, device=key.device, dtype=key.dtype)
-        values = mlp(knots.unsqueeze(-1))  # [knots, o]
+        values = _knot_values(mlp, limit, key)  # [knots, o]
         u = (_signed_log(query[:, None, :, None] - key[:, :, None, :]) + limit) * (
             (BIAS_KNOTS - 1) / (2 * limit)
         )
@@ -148,6 +147,22 @@ class PositionBias(nn.Module):
         second = values.index_select(0, (low + 1).flatten()).view(*low.shape, -1)
         table = first * (1 - frac) + second * frac  # [B, g, L, K, o]
         return table.permute(0, 1, 4, 2, 3).flatten(1, 2)
+
+
+def _knot_values(mlp: nn.Module, limit: float, like: Tensor) -> Tensor:
+    """The bias MLP at its knots. Without autograd (inference, validation) the values are kept on the
+    MLP until its weights change (an optimiser step or a load bumps their version), which takes a
+    fixed cost off every pass that matters most on small bags."""
+    key = (limit, like.dtype, like.device, tuple((p.data_ptr(), p._version) for p in mlp.parameters()))
+    if not torch.is_grad_enabled():
+        cached = getattr(mlp, "_knot_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    knots = torch.linspace(-limit, limit, BIAS_KNOTS, device=like.device, dtype=like.dtype)
+    values = mlp(knots.unsqueeze(-1))
+    if not torch.is_grad_enabled():
+        object.__setattr__(mlp, "_knot_cache", (key, values))  # not a buffer: never saved or moved
+    return values
 
 
 def _joint_bias(

@@ -39,8 +39,23 @@ class SubspaceReadout(nn.Module):
 
     def forward(self, fused: Tensor, group: Tensor, mask: Tensor) -> Tensor:
         query, key = self.norm(fused), self.norm(group)
-        x = fused + self.attention(query, key, key, need_weights=False)[0]
+        if key.shape[1] == 1 and not (self.training and self.attention.dropout > 0):
+            x = fused + self._single_key(key)
+        else:
+            x = fused + self.attention(query, key, key, need_weights=False)[0]
         return torch.tanh(self.pool(masked_mean(self.norm(x), mask)))
+
+    def _single_key(self, key: Tensor) -> Tensor:
+        """The attention's output when there is one key and no dropout: every query's weight on it is
+        exactly 1, so the output is the key's projected value, the same for every patch ([B, 1, dim]);
+        the queries' projection and the attention over N patches are skipped."""
+        attention = self.attention
+        dim = attention.embed_dim
+        bias = attention.in_proj_bias
+        value = nn.functional.linear(
+            key, attention.in_proj_weight[2 * dim :], None if bias is None else bias[2 * dim :]
+        )
+        return attention.out_proj(value)
 
 
 class TeacherBranch(nn.Module):
