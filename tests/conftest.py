@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,29 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _faults_of_second_use(size: int) -> int:
+    """Minor page faults of writing a block of `size` bytes that was just freed and malloc'ed again:
+    about size / 4096 where glibc unmapped it on free, about 0 where its heap kept the pages."""
+    import ctypes
+    import resource
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    before = 0
+    for i in range(2):
+        block = libc.malloc(size)
+        if i == 1:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.fixture
+def faults_of_second_use() -> Callable[[int], int]:
+    """The allocator tests' probe: page faults of reusing a freed block of a given size."""
+    return _faults_of_second_use

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,33 +15,19 @@ glibc = allocator._glibc() is not None
 
 
 @pytest.mark.skipif(not glibc, reason="mallopt is glibc's")
-def test_tuned_malloc_keeps_large_blocks_on_the_heap_then_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tuned_malloc_keeps_large_blocks_on_the_heap_then_restores(
+    monkeypatch: pytest.MonkeyPatch, faults_of_second_use: Callable[[int], int]
+) -> None:
     """Inside, freeing a 64 MB block and allocating it again faults no fresh pages (the heap kept
     them); outside, glibc's default returns them (so the test would fail if tuning did nothing)."""
-    import resource
-
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
     size = 64 << 20
-
-    def faults_of_second_use() -> int:
-        for i in range(2):
-            block = libc.malloc(size)
-            if i == 1:
-                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            ctypes.memset(block, 1, size)
-            libc.free(block)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
     pages = size // 4096
     with allocator.tuned_malloc() as applied:
         assert applied
         with allocator.tuned_malloc() as nested:  # nesting keeps the outer settings
             assert nested
-        assert faults_of_second_use() < pages // 10
-    assert faults_of_second_use() > pages // 2, "glibc's own thresholds are back after the block"
+        assert faults_of_second_use(size) < pages // 10
+    assert faults_of_second_use(size) > pages // 2, "glibc's own thresholds are back after the block"
     monkeypatch.setenv(allocator.ENV, "0")
     with allocator.tuned_malloc() as applied:
         assert not applied

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-import resource
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,24 +17,10 @@ from histo.plugins.training.heap import MODEL_MMAP_THRESHOLD, model_heap
 glibc = allocator._glibc() is not None
 
 
-def faults_of_second_use(size: int) -> int:
-    """Minor page faults of writing a block of `size` bytes that was just freed, malloc'ed again."""
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    before = 0
-    for i in range(2):
-        block = libc.malloc(size)
-        if i == 1:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        ctypes.memset(block, 1, size)
-        libc.free(block)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-
 @pytest.mark.skipif(not glibc, reason="mallopt is glibc's")
-def test_model_heap_reuses_bag_sized_blocks_and_still_maps_larger_ones() -> None:
+def test_model_heap_reuses_bag_sized_blocks_and_still_maps_larger_ones(
+    faults_of_second_use: Callable[[int], int],
+) -> None:
     """A 100 MB block (a 100,000-patch bag's concatenated streams) is reused without faults inside,
     re-faulted outside; a block above the threshold is mapped afresh inside too."""
     bag_sized, pages = 100 << 20, (100 << 20) // 4096
