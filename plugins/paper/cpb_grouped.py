@@ -79,6 +79,27 @@ def _shares(units: int, device: torch.device) -> list[range]:
     return [range(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
+def _hidden_layers(
+    cols: Tensor,
+    rows: Tensor,
+    col: Tensor,
+    row: Tensor,
+    x1: Tensor,
+    x1_rows: Tensor,
+    x2: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+) -> None:
+    """The MLP's two hidden layers for a run of queries, into the work buffers `x1` and `x2`: the
+    first layer is the sum of the query's column and row parts (then ReLU), the second a product.
+    Shared by the forward pass and the backward pass's recompute, so both see the same numbers; ReLU's
+    output is > 0 exactly where its input was, which the backward's masks rely on."""
+    torch.index_select(cols, 0, col, out=x1)
+    torch.index_select(rows, 0, row, out=x1_rows)
+    x1.add_(x1_rows).relu_()
+    torch.addmm(b2, x1.view(-1, w2.shape[1]), w2.t(), out=x2).relu_()
+
+
 def _step(keys: int, device: torch.device) -> int:
     pairs = PIECE_PAIRS if device.type == "cpu" else DEVICE_PIECE_PAIRS
     return max(1, pairs // keys)
@@ -125,10 +146,7 @@ class GroupedBiasMlp(torch.autograd.Function):
                         h2 = cols.new_empty(m * keys, hidden)
                     assert h1_rows is not None and h2 is not None
                     x1, x2 = h1[:m], h2[: m * keys]
-                    torch.index_select(a, 0, ci, out=x1)
-                    torch.index_select(r, 0, ri, out=h1_rows[:m])
-                    x1.add_(h1_rows[:m]).relu_()
-                    torch.addmm(b2, x1.view(-1, hidden), w2.t(), out=x2).relu_()
+                    _hidden_layers(a, r, ci, ri, x1, h1_rows[:m], x2, w2, b2)
                     torch.addmm(b3, x2, w3.t(), out=out[b, g, start : start + m].view(-1, outs))
 
         run_shares([lambda s=s: share(s) for s in _shares(batch * groups, cols.device)], cols.device)
@@ -163,10 +181,7 @@ class GroupedBiasMlp(torch.autograd.Function):
                         g2 = torch.empty_like(h2)
                     assert h1_rows is not None and h2 is not None and g1 is not None and g2 is not None
                     x1, x2, y1, y2 = h1[:m], h2[: m * keys], g1[:m], g2[: m * keys]
-                    torch.index_select(a, 0, ci, out=x1)
-                    torch.index_select(r, 0, ri, out=h1_rows[:m])
-                    x1.add_(h1_rows[:m]).relu_()  # relu(pre1) > 0 exactly where pre1 > 0
-                    torch.addmm(b2, x1.view(-1, hidden), w2.t(), out=x2).relu_()
+                    _hidden_layers(a, r, ci, ri, x1, h1_rows[:m], x2, w2, b2)
                     gout = grad[b, g, start : start + m].view(-1, outs)  # [m * keys, outs]
                     g_w3.addmm_(gout.t(), x2)
                     g_b3.add_(gout.sum(0))
