@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -153,16 +154,15 @@ def _knot_values(mlp: nn.Module, limit: float, like: Tensor) -> Tensor:
     """The bias MLP at its knots. Without autograd (inference, validation) the values are kept on the
     MLP until its weights change (an optimiser step or a load bumps their version), which takes a
     fixed cost off every pass that matters most on small bags."""
+    knots = partial(torch.linspace, -limit, limit, BIAS_KNOTS, device=like.device, dtype=like.dtype)
+    if torch.is_grad_enabled():
+        return mlp(knots().unsqueeze(-1))
     key = (limit, like.dtype, like.device, tuple((p.data_ptr(), p._version) for p in mlp.parameters()))
-    if not torch.is_grad_enabled():
-        cached = getattr(mlp, "_knot_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-    knots = torch.linspace(-limit, limit, BIAS_KNOTS, device=like.device, dtype=like.dtype)
-    values = mlp(knots.unsqueeze(-1))
-    if not torch.is_grad_enabled():
-        object.__setattr__(mlp, "_knot_cache", (key, values))  # not a buffer: never saved or moved
-    return values
+    cached = getattr(mlp, "_knot_cache", None)
+    if cached is None or cached[0] != key:
+        cached = (key, mlp(knots().unsqueeze(-1)))
+        object.__setattr__(mlp, "_knot_cache", cached)  # a plain attribute: never saved or moved
+    return cached[1]
 
 
 def _joint_bias(

@@ -19,6 +19,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,14 +74,14 @@ def jp2k_levels(path: Path, level_dimensions: tuple[tuple[int, int], ...]) -> di
         return {}
 
 
-def _is_rgb_jp2k_tiles(page: object) -> bool:
+def _is_rgb_jp2k_tiles(page: Any) -> bool:
     return bool(
-        getattr(page, "is_tiled", False)
-        and int(getattr(page, "compression", 0)) == APERIO_JP2K_RGB
-        and getattr(page, "samplesperpixel", 0) == 3
-        and getattr(page, "bitspersample", 0) == 8
-        and getattr(page, "imagedepth", 1) == 1
-        and int(getattr(page, "planarconfig", 1)) == 1
+        page.is_tiled
+        and int(page.compression) == APERIO_JP2K_RGB
+        and page.samplesperpixel == 3
+        and page.bitspersample == 8
+        and page.imagedepth == 1
+        and int(page.planarconfig) == 1
     )
 
 
