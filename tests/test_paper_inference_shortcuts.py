@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from histo.plugins.paper.deformable import BIAS_KNOTS, _bias_mlp, _knot_values
+from histo.plugins.paper.deformable import BIAS_KNOTS, _bias_mlp, _knot_pairs
 from histo.plugins.paper.teacher import SubspaceReadout
 
 
@@ -53,13 +53,16 @@ def test_knot_values_are_reused_without_autograd_and_redone_when_weights_change(
     limit, like = math.log1p(2.5), torch.zeros(1)
     knots = torch.linspace(-limit, limit, BIAS_KNOTS).unsqueeze(-1)
     with torch.inference_mode():
-        first = _knot_values(mlp, limit, like)
-        assert _knot_values(mlp, limit, like) is first  # reused
-        assert _knot_values(mlp, limit * 2, like) is not first  # another reach: computed again
+        first = _knot_pairs(mlp, limit, like)
+        assert _knot_pairs(mlp, limit, like) is first  # reused
+        assert _knot_pairs(mlp, limit * 2, like) is not first  # another reach: computed again
     with torch.no_grad():
         mlp[0].weight.add_(0.5)  # what an optimiser step does
-        after = _knot_values(mlp, limit, like)
+        after = _knot_pairs(mlp, limit, like)
     assert not torch.equal(after, first)
-    torch.testing.assert_close(after, mlp(knots).detach())
-    with_grad = _knot_values(mlp, limit, like)  # training: always computed, with its graph
+    values = mlp(knots).detach()
+    torch.testing.assert_close(after[:, :4], values)
+    torch.testing.assert_close(after[:-1, 4:], values[1:] - values[:-1])  # the slope to the next knot
+    assert not after[-1, 4:].any()
+    with_grad = _knot_pairs(mlp, limit, like)  # training: always computed, with its graph
     assert with_grad.requires_grad and with_grad is not after

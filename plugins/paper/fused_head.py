@@ -96,12 +96,16 @@ class SeparableBias:
     def __init__(self, table_x: Tensor, table_y: Tensor, layout: TokenLayout) -> None:
         self.table_x, self.table_y, self.layout = table_x, table_y, layout  # [heads, B * lines, K]
         self.first = torch.arange(layout.mask.shape[0], device=table_x.device)[:, None]
+        self._held: tuple[tuple[int | None, int | None], tuple[Tensor, Tensor]] | None = None
 
     def indices(self, sl: slice) -> tuple[Tensor, Tensor]:
-        """Rows of table_x and table_y of each query of the chunk: [B * n] each."""
-        col = (self.first * self.layout.grid_width + self.layout.col[:, sl]).flatten()
-        row = (self.first * self.layout.grid_height + self.layout.row[:, sl]).flatten()
-        return col, row
+        """Rows of table_x and table_y of each query of the chunk: [B * n] each. Kept for the last chunk
+        asked for: every head of a chunk reads the same rows."""
+        if self._held is None or self._held[0] != (sl.start, sl.stop):
+            col = (self.first * self.layout.grid_width + self.layout.col[:, sl]).flatten()
+            row = (self.first * self.layout.grid_height + self.layout.row[:, sl]).flatten()
+            self._held = ((sl.start, sl.stop), (col, row))
+        return self._held[1]
 
     def __call__(self, sl: slice, head: int) -> Tensor:
         col, row = self.indices(sl)

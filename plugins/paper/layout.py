@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ class TokenLayout:
     grid_width: int  # max columns over the batch
     _occupancy: dict[int, Tensor] = field(default_factory=dict, compare=False, repr=False)
     _windows: dict[tuple[int, int, int, int], Tensor] = field(default_factory=dict, compare=False, repr=False)
+    _held: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_cells(self) -> int:
@@ -43,11 +44,29 @@ class TokenLayout:
 
     def cell_table(self, x: Tensor) -> Tensor:
         """Mean of the tokens x [B, N, C] in each occupied cell: [U + 1, C]; the last row is zeros, the
-        value read for an empty cell."""
+        value read for an empty cell. Kept for the last x (the same tensor, unchanged, in the same grad
+        mode): the teacher's gene groups each sample the same patch tokens."""
+        # (an inference tensor keeps no version: nothing in a pass writes into the tokens it samples)
+        key = (None if x.is_inference() else x._version, torch.is_grad_enabled())
+        held = self._held.get("cell_table")
+        if held is not None and held[0] is x and held[1] == key:
+            return held[2]
         values = x[self.mask]
         table = x.new_zeros(self.num_cells + 1, x.shape[-1])
         table = table.index_add(0, self.cell[self.mask], values)
-        return table / torch.cat([self.cell_count, self.cell_count.new_ones(1)]).unsqueeze(-1)
+        table = table / torch.cat([self.cell_count, self.cell_count.new_ones(1)]).unsqueeze(-1)
+        self._held["cell_table"] = (x, key, table)
+        return table
+
+    def line_positions(self) -> tuple[Tensor, Tensor]:
+        """Every grid column's and row's position in [-1, 1] of its bag: [B, grid_width], [B, grid_height]
+        (cached: each attention layer's position bias reads them)."""
+        if "lines" not in self._held:
+            batch, device = self.mask.shape[0], self.mask.device
+            columns = _normalise(torch.arange(self.grid_width, device=device).expand(batch, -1), self.width)
+            rows = _normalise(torch.arange(self.grid_height, device=device).expand(batch, -1), self.height)
+            self._held["lines"] = (columns, rows)
+        return self._held["lines"]
 
     def lookup(self, b: Tensor, row: Tensor, col: Tensor) -> Tensor:
         """Cell-table row of integer grid positions (any shape); num_cells where the cell is empty or
