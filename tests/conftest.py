@@ -53,9 +53,10 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _faults_of_second_use(size: int) -> int:
-    """Minor page faults of writing a block of `size` bytes that was just freed and malloc'ed again:
-    about size / 4096 where glibc unmapped it on free, about 0 where its heap kept the pages."""
+def _faults_of_second_use(size: int, count: int = 1) -> int:
+    """Minor page faults of writing `count` blocks of `size` bytes each that were just freed (together)
+    and malloc'ed again: about count x size / 4096 where glibc unmapped or trimmed them on free, about 0
+    where its heap kept the pages."""
     import ctypes
     import resource
 
@@ -65,15 +66,17 @@ def _faults_of_second_use(size: int) -> int:
     libc.free.argtypes = [ctypes.c_void_p]
     before = 0
     for i in range(2):
-        block = libc.malloc(size)
+        blocks = [libc.malloc(size) for _ in range(count)]
         if i == 1:
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        ctypes.memset(block, 1, size)
-        libc.free(block)
+        for block in blocks:
+            ctypes.memset(block, 1, size)
+        for block in blocks:
+            libc.free(block)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 @pytest.fixture
-def faults_of_second_use() -> Callable[[int], int]:
+def faults_of_second_use() -> Callable[..., int]:
     """The allocator tests' probe: page faults of reusing a freed block of a given size."""
     return _faults_of_second_use

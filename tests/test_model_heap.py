@@ -12,23 +12,25 @@ import torch
 from histo.plugins.extractors import allocator
 from histo.plugins.training import trainer
 from histo.plugins.training.dataset import PatientDataset
-from histo.plugins.training.heap import MODEL_MMAP_THRESHOLD, model_heap
+from histo.plugins.training.heap import model_heap
 
 glibc = allocator._glibc() is not None
 
 
 @pytest.mark.skipif(not glibc, reason="mallopt is glibc's")
-def test_model_heap_reuses_bag_sized_blocks_and_still_maps_larger_ones(
-    faults_of_second_use: Callable[[int], int],
+def test_model_heap_reuses_bag_sized_blocks_and_keeps_what_a_step_frees(
+    faults_of_second_use: Callable[..., int],
 ) -> None:
-    """A 100 MB block (a 100,000-patch bag's concatenated streams) is reused without faults inside,
-    re-faulted outside; a block above the threshold is mapped afresh inside too."""
+    """A 100 MB block (a 100,000-patch bag's concatenated streams) is reused without faults inside and
+    re-faulted outside; four of them freed together (more than 256 MiB at the heap's top, as at the end
+    of a large bag's step) are kept for the next step, not trimmed and faulted in again."""
     bag_sized, pages = 100 << 20, (100 << 20) // 4096
     with model_heap() as applied:
         assert applied
         assert faults_of_second_use(bag_sized) < pages // 10
-        assert faults_of_second_use(MODEL_MMAP_THRESHOLD + (16 << 20)) > pages // 2
+        assert faults_of_second_use(bag_sized, 4) < pages // 10
     assert faults_of_second_use(bag_sized) > pages // 2, "glibc's own thresholds are back after the block"
+    assert faults_of_second_use(bag_sized, 4) > 2 * pages, "and trims again"
 
 
 class Probe(torch.nn.Module):
