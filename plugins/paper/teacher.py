@@ -38,10 +38,11 @@ class SubspaceReadout(nn.Module):
         self.pool = nn.Linear(dim, dim)
 
     def forward(self, fused: Tensor, group: Tensor, mask: Tensor) -> Tensor:
-        query, key = self.norm(fused), self.norm(group)
+        key = self.norm(group)
         if key.shape[1] == 1 and not (self.training and self.attention.dropout > 0):
-            x = fused + self._single_key(key)
+            x = fused + self._single_key(key)  # the queries are not read: no norm over N patches
         else:
+            query = self.norm(fused)
             x = fused + self.attention(query, key, key, need_weights=False)[0]
         return torch.tanh(self.pool(masked_mean(self.norm(x), mask)))
 
