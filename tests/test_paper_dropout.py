@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from histo.plugins.paper import deformable
 from histo.plugins.paper.configs import DeformableConfig
 from histo.plugins.paper.deformable import DeformableAttention
-from histo.plugins.paper.dropout import AttentionDropout, keep_mask
+from histo.plugins.paper.dropout import AttentionDropout, keep_mask, keep_mask_and_bits, unpack_keep
 from histo.plugins.paper.layout import build_layout
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,6 +39,26 @@ def test_masks_follow_torch_seed() -> None:
     again = keep_mask(shape, 0.1, torch.device("cpu"), torch.float32)
     assert torch.equal(a, again)
     assert not torch.equal(a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 37), min_size=1, max_size=3),
+    p=st.floats(0.01, 0.99),
+    seed=st.integers(0, 2**63 - 2),
+)
+def test_packed_mask_is_the_drawn_mask(shape: list[int], p: float, seed: int) -> None:
+    """The bits a fused head keeps for its backward pass unpack to the mask its seed draws, at every
+    size (also where the count is not a multiple of 8) and dtype."""
+    size = torch.Size(shape)
+    cpu = torch.device("cpu")
+    for dtype in (torch.float32, torch.float64):
+        drawn = keep_mask(size, p, cpu, dtype, seed)
+        mask, bits = keep_mask_and_bits(size, p, cpu, dtype, seed)
+        assert bits is not None and bits.nbytes == (size.numel() + 7) // 8
+        unpacked = unpack_keep(bits, size, dtype)
+        assert mask.dtype == unpacked.dtype == dtype and mask.shape == unpacked.shape == size
+        assert torch.equal(mask, drawn) and torch.equal(unpacked, drawn)
 
 
 def test_attention_dropout_acts_as_nn_dropout() -> None:

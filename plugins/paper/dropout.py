@@ -34,10 +34,41 @@ def keep_mask(
     if device.type != "cpu":
         generator = torch.Generator(device=device).manual_seed(seed)
         return (torch.rand(shape, device=device, generator=generator) >= p).to(dtype)
+    keep = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.float32)
+    np.less(_words(keep.size, seed), _threshold(p), out=keep, casting="unsafe")
+    return torch.from_numpy(keep).view(shape).to(dtype)
+
+
+def _words(count: int, seed: int) -> np.ndarray:
+    return np.random.SFC64(seed).random_raw((count + 1) // 2).view(np.uint32)[:count]
+
+
+def _threshold(p: float) -> np.uint32:
+    return np.uint32(min(round((1 - p) * _WORD), _WORD - 1))
+
+
+def keep_mask_and_bits(
+    shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype, seed: int
+) -> tuple[Tensor, np.ndarray | None]:
+    """`keep_mask(shape, p, device, dtype, seed)` and, on the CPU, the same mask packed into bits (1/32 of
+    its float32 size) for a backward pass to unpack (`unpack_keep`, ~0.2 ns a weight) instead of drawing
+    it again (~1 ns a weight: the SFC64 words are ~70% of a draw). None on other devices, whose
+    generators draw fast: redraw there with `keep_mask`."""
+    if device.type != "cpu":
+        return keep_mask(shape, p, device, dtype, seed), None
+    kept = np.less(_words(int(np.prod(shape, dtype=np.int64)), seed), _threshold(p))
+    return _as_float(kept, shape, dtype), np.packbits(kept)
+
+
+def unpack_keep(bits: np.ndarray, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """The 0/1 mask that `keep_mask_and_bits` packed into `bits`."""
     count = int(np.prod(shape, dtype=np.int64))
-    words = np.random.SFC64(seed).random_raw((count + 1) // 2).view(np.uint32)[:count]
-    keep = np.empty(count, dtype=np.float32)
-    np.less(words, np.uint32(min(round((1 - p) * _WORD), _WORD - 1)), out=keep, casting="unsafe")
+    return _as_float(np.unpackbits(bits, count=count).view(np.bool_), shape, dtype)
+
+
+def _as_float(kept: np.ndarray, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    keep = np.empty(kept.size, dtype=np.float32)
+    np.copyto(keep, kept, casting="unsafe")  # numpy's cast: ~5x faster here than torch's bool -> float
     return torch.from_numpy(keep).view(shape).to(dtype)
 
 

@@ -4,9 +4,9 @@ With a query shared by every patch and the separable bias, a patch's scores are 
 column's and its grid row's). Left to autograd, a head saves its N x K attention, dropout mask and dropped
 weights; on large bags the chunks are therefore recomputed in the backward pass, matrix products
 included, which made a training step cost ~1.4x as much per patch above `query_chunk` patches. This
-function saves only the tables, the patches' row indices and the dropout seed, and its backward rebuilds
-the scores (two gathers, a softmax, the mask) but not the products: memory stays O(chunk) at every size
-and no product runs twice.
+function saves only the tables, the patches' row indices and the dropout mask as bits, and its backward
+rebuilds the scores (two gathers, a softmax) but not the products: memory stays O(chunk) at every size
+(the bits are 1/32 of the scores), no product runs twice and no mask is drawn twice.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .dropout import keep_mask
+from .dropout import keep_mask, keep_mask_and_bits, unpack_keep
 from .layout import TokenLayout
 
 
@@ -45,18 +45,25 @@ class _SeparableHead(torch.autograd.Function):
         if silent is not None:
             attn = attn * silent
         key_mass = weight @ attn  # [B, 1, K]
-        dropped = attn * keep_mask(shape, p, attn.device, attn.dtype, seed) if p > 0 else attn
+        dropped, bits = attn, None
+        if p > 0:
+            keep, bits = keep_mask_and_bits(shape, p, attn.device, attn.dtype, seed)
+            dropped = attn * keep
         ctx.save_for_backward(table_x, table_y, values, ix, iy, weight, silent)
-        ctx.meta = (shape, p, seed)
+        ctx.meta = (shape, p, seed, bits)
         return dropped @ values, key_mass
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor, grad_mass: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         table_x, table_y, values, ix, iy, weight, silent = ctx.saved_tensors
-        shape, p, seed = ctx.meta
+        shape, p, seed, bits = ctx.meta
         raw = _attention(table_x, table_y, ix, iy, shape)  # the softmax's output
         attn = raw * silent if silent is not None else raw
-        keep = keep_mask(shape, p, attn.device, attn.dtype, seed) if p > 0 else None
+        keep = None  # the forward pass's mask: unpacked from its bits on the CPU, drawn again elsewhere
+        if p > 0 and bits is not None:
+            keep = unpack_keep(bits, shape, attn.dtype)
+        elif p > 0:
+            keep = keep_mask(shape, p, attn.device, attn.dtype, seed)
         dropped = attn * keep if keep is not None else attn
         grad_values = dropped.transpose(1, 2) @ grad_out
         grad_attn = grad_out @ values.transpose(1, 2)
